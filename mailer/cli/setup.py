@@ -1,0 +1,26 @@
+"""`mailer init`: a starter mailer.toml, the token secret and the database."""
+
+from __future__ import annotations
+
+import typer
+
+from mailer.cli.app import app, config_file, get_config
+from mailer.config import config_path, ensure_secret_key, write_starter
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create mailer.toml (if missing), the token secret and the subscriber database.
+
+    Never overwrites an existing file; on an existing database it migrates the schema to the
+    latest version.
+    """
+    path = config_path(config_file(ctx))
+    if write_starter(path):
+        typer.echo(f"wrote {path}: edit the newsletter's name, address and URL")
+    else:
+        typer.echo(f"kept existing {path}")
+    config = get_config(ctx)
+    if ensure_secret_key(config.secret_key_file):
+        typer.echo(f"wrote {config.secret_key_file} (token secret; keep it, do not commit it)")
+    # The database step is added by the store (mailer.store.schema.upgrade).

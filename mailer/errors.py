@@ -1,0 +1,70 @@
+"""The one exception tree of mailer.
+
+Every error a user can cause or meet derives from :class:`MailerError`; the CLI turns
+any of them into one line on stderr and a non-zero exit, never a traceback::
+
+    MailerError
+    ├── ConfigError            mailer.toml / MAILER_* missing or invalid (names the key)
+    ├── IssueError             an issue folder, snippet or layout is wrong (names file:line)
+    ├── StoreError             the subscriber database
+    │   ├── DatabaseUnavailable    cannot connect / open
+    │   ├── SchemaMismatch         database is older or newer than the code
+    │   ├── InvalidAddress         an address or name fails validation
+    │   └── NotFound               no such subscriber / issue
+    ├── TokenError             a malformed, forged or unknown unsubscribe token
+    └── SendError              delivery
+        ├── TransportError         auth, TLS or connection failure: the run stops
+        └── ContentChanged         the issue changed after its send started
+
+Messages must never contain a secret (SMTP password, secret key, DSN password).
+"""
+
+from __future__ import annotations
+
+
+class MailerError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+
+class ConfigError(MailerError):
+    """Configuration is missing or invalid."""
+
+
+class IssueError(MailerError):
+    """An issue folder cannot be composed."""
+
+
+class StoreError(MailerError):
+    """The subscriber store failed."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be opened or reached."""
+
+
+class SchemaMismatch(StoreError):
+    """The database schema is not the one this code expects."""
+
+
+class InvalidAddress(StoreError):
+    """An email address or display name is invalid."""
+
+
+class NotFound(StoreError):
+    """A subscriber or issue does not exist."""
+
+
+class TokenError(MailerError):
+    """An unsubscribe token is malformed, forged or unknown."""
+
+
+class SendError(MailerError):
+    """Sending failed."""
+
+
+class TransportError(SendError):
+    """The SMTP connection failed in a way that stops the run (auth, TLS, unreachable)."""
+
+
+class ContentChanged(SendError):
+    """The issue's content changed after its send started."""

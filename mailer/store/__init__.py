@@ -1,0 +1,1 @@
+"""The subscriber store: the only package that imports SQLAlchemy or Alembic."""

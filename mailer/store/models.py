@@ -1,0 +1,184 @@
+"""SQLAlchemy models: subscribers, their status history, issues as sent, and the ledger.
+
+The schema is the contract between the stages: the import writes ``subscribers``, the send
+run writes ``issues`` and ``deliveries``, the web app flips a subscriber's status. Any change
+here needs an Alembic revision in ``mailer/store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names, so migrations can drop and alter them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SubscriberStatus(enum.StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class IssueState(enum.StrEnum):
+    SENDING = "sending"  # recipients snapshotted, ledger has undelivered rows
+    SENT = "sent"  # every ledger row is final (sent, failed or skipped)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # not yet attempted (or attempt not recorded: resend)
+    SENT = "sent"  # the server answered 2xx to the end of DATA
+    DEFERRED = "deferred"  # 4xx after the retries within a run; `send --retry` tries again
+    FAILED = "failed"  # 5xx: permanent, never retried
+    SKIPPED = "skipped"  # the subscriber left the list before their turn
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable and easy to migrate.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Opaque identifier used in links: 128 random bits, see mailer.tokens.
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    # The normalised address as it is shown and sent to.
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased address: uniqueness is case-insensitive on every backend.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.ACTIVE, index=True
+    )
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Why and how the status last changed: e.g. source "one-click", reason "List-Unsubscribe".
+    status_source: Mapped[str] = mapped_column(String(32), default="")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), default=None
+    )
+
+    events: Mapped[list[SubscriberEvent]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SubscriberEvent(Base):
+    """Append-only history of status changes (an unsubscribe is never lost or overwritten)."""
+
+    __tablename__ = "subscriber_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    old_status: Mapped[str] = mapped_column(String(16), default="")
+    new_status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), default=None
+    )
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="events")
+
+
+class ForgottenAddress(Base):
+    """One-way hashes of erased addresses (GDPR `forget`), so imports do not re-add them."""
+
+    __tablename__ = "forgotten_addresses"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Issue(Base):
+    """A newsletter issue as recorded when its send started."""
+
+    __tablename__ = "issues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    date: Mapped[str] = mapped_column(String(10))  # ISO date of the issue, as in its manifest
+    content_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[IssueState] = mapped_column(
+        _enum(IssueState, "issue_state"), default=IssueState.SENDING
+    )
+    # The web version (no subscriber data), served by the archive exactly as it was sent.
+    web_html: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Delivery(Base):
+    """The ledger: one row per issue and recipient, snapshotted when the send starts."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+        Index("ix_deliveries_issue_status", "issue_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

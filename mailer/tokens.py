@@ -1,0 +1,85 @@
+"""Unsubscribe tokens: opaque, unforgeable, stable across restarts and key rotation.
+
+A token names one subscriber and the issue whose link carried it::
+
+    base64url( version:1 | subscriber uid:16 | issue number:4 | mac:16 )   -> 50 characters
+
+* The subscriber uid is 128 random bits stored with the subscriber (``Subscriber.uid``): it
+  reveals neither the address nor a row id, and alone is unguessable.
+* The mac is HMAC-SHA256 over the rest, truncated to 128 bits, under the current secret key,
+  so a token cannot be made for a uid without the key, nor moved to another issue.
+* Verification tries every configured key (current first), in constant time, so rotating the
+  key does not break links already in inboxes: put the new key on the first line of the
+  secret file and keep the old one below it for as long as old issues' links must work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailer.errors import TokenError
+
+_VERSION = 1
+_UID_BYTES = 16
+_MAC_BYTES = 16
+_LAYOUT = struct.Struct(">B16sI")
+TOKEN_LENGTH = 50
+
+
+def new_uid() -> str:
+    """A fresh subscriber uid: 128 random bits as 32 hex digits."""
+    return secrets.token_hex(_UID_BYTES)
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subscriber_uid: str
+    issue_number: int
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, b"mailer-unsubscribe\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def make_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
+    """Sign a token for ``subscriber_uid`` and ``issue_number`` with the current key."""
+    if not keys:
+        raise TokenError("no secret key configured")
+    try:
+        uid = bytes.fromhex(subscriber_uid)
+    except ValueError:
+        raise TokenError("subscriber uid is not hex") from None
+    if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
+        raise TokenError("subscriber uid or issue number out of range")
+    body = _LAYOUT.pack(_VERSION, uid, issue_number)
+    raw = body + _mac(keys[0], body)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def read_token(keys: Sequence[bytes], token: str) -> TokenClaims:
+    """Check a token against every key; raise TokenError (one message for all failures)."""
+    invalid = TokenError("invalid unsubscribe token")
+    if len(token) != TOKEN_LENGTH or not token.isascii():
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(token + "==")
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if len(raw) != _LAYOUT.size + _MAC_BYTES:
+        raise invalid
+    body, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
+    # Compare against every key, without stopping early, so timing says nothing about which.
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(_mac(key, body), mac)
+    version, uid, issue_number = _LAYOUT.unpack(body)
+    if not ok or version != _VERSION:
+        raise invalid
+    return TokenClaims(subscriber_uid=uid.hex(), issue_number=issue_number)
