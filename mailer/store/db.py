@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
 
@@ -45,3 +46,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+class Store:
+    """An open database: the engine plus a session factory.
+
+    Use ``with store.session() as s, s.begin(): ...`` for a unit of work; the engine is shared
+    by all threads of the process.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return redacted(self.engine.url.render_as_string(hide_password=False))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> Store:
+    """Open the database at ``url``; refuse one whose schema is not this code's."""
+    from mailer.store import schema
+
+    engine = create_db_engine(url, **engine_kwargs)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseUnavailable(
+            f"cannot open database {redacted(url)}: {_first_line(exc.orig)}"
+        ) from None
+    store = Store(engine)
+    if check_schema:
+        schema.check_current(store.engine)
+    return store
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "unknown error").strip()
+    return text.splitlines()[0] if text else type(exc).__name__

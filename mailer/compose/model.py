@@ -1,0 +1,82 @@
+"""What the compose step produces, and the per-recipient fill that the send step runs.
+
+MJML and premailer run once per issue. Their output keeps *slots* (marker strings, see
+:func:`slot`) where per-recipient values go; :class:`PersonalTemplate` splits the text at the
+slots once, so personalising a copy is a join of precomputed parts, cheap enough to run
+thousands of times a second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# The values a copy is personalised with. All are plain text; the HTML side escapes them.
+PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "web_url")
+
+_SLOT = re.compile(r"%%MAILER_([A-Z_]+)%%")
+
+
+def slot(name: str) -> str:
+    """The marker for a personal field, e.g. ``%%MAILER_UNSUBSCRIBE_URL%%``.
+
+    Chosen to pass through Markdown, Jinja, MJML and premailer untouched (no characters they
+    escape or rewrite), in text and in attribute values alike.
+    """
+    if name not in PERSONAL_FIELDS:
+        raise ValueError(f"unknown personal field {name!r}")
+    return f"%%MAILER_{name.upper()}%%"
+
+
+@dataclass(frozen=True)
+class PersonalTemplate:
+    """A text cut at its slots: ``parts[0] + v(fields[0]) + parts[1] + ... + parts[-1]``."""
+
+    parts: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> PersonalTemplate:
+        pieces = _SLOT.split(text)
+        parts, names = tuple(pieces[0::2]), tuple(p.lower() for p in pieces[1::2])
+        for name in names:
+            if name not in PERSONAL_FIELDS:
+                raise ValueError(f"unknown slot %%MAILER_{name.upper()}%%")
+        return cls(parts, names)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The text with every slot replaced by ``values[field]`` (inserted as given)."""
+        out = [self.parts[0]]
+        for name, part in zip(self.fields, self.parts[1:], strict=True):
+            out.append(values[name])
+            out.append(part)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class IssueMeta:
+    slug: str  # the folder name, e.g. "025-may-2022"
+    number: int
+    date: dt.date
+    subject: str
+    preheader: str
+
+
+@dataclass(frozen=True)
+class ComposedIssue:
+    """An issue ready to send: HTML and text with slots, and the archive's web version."""
+
+    meta: IssueMeta
+    html: PersonalTemplate
+    text: PersonalTemplate
+    web_html: str  # the web version: no subscriber data, no unsubscribe token
+    content_hash: str  # sha256 hex of everything that determines the output
+    warnings: tuple[str, ...] = field(default=())
+
+    def personalise(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """(html, text) for one recipient; ``values`` holds every PERSONAL_FIELDS entry."""
+        escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
+        return self.html.fill(escaped), self.text.fill(values)
