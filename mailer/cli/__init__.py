@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from mailer.cli import setup  # noqa: F401  (registers commands)
+from mailer.cli import (
+    db,  # noqa: F401  (registers commands)
+    setup,  # noqa: F401  (registers commands)
+    subscribers,  # noqa: F401
+)
 from mailer.cli.app import app
 
 
