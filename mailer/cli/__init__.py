@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailer.cli import (
     db,  # noqa: F401  (registers commands)
+    send,  # noqa: F401
     setup,  # noqa: F401  (registers commands)
     subscribers,  # noqa: F401
 )
