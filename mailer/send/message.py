@@ -81,7 +81,10 @@ def _piece(text: str) -> bytes:
 
 
 def _header(name: str, value: str) -> bytes:
-    """A folded, RFC 2047-encoded (when not ASCII) header line, CRLF-terminated."""
+    """A header line, CRLF-terminated: RFC 2047-encoded and folded when not ASCII."""
+    value = clean_name(value)  # CR, LF and other controls never reach a header
+    if value.isascii() and len(name) + len(value) < 990:
+        return f"{name}: {value}\r\n".encode("ascii")
     folded: str = _FOLD.fold(name, value)
     return folded.encode("ascii")
 
