@@ -98,7 +98,7 @@ class RecordingHandler:
         self.data_count = 0
         self.sessions = 0
         self._per_session: dict[int, int] = {}
-        self.auth_attempts: list[tuple[str, str]] = []
+        self.logins: list[tuple[str, str]] = []
 
     @property
     def recipients(self) -> list[str]:
@@ -158,8 +158,9 @@ class RecordingHandler:
         login = auth_data.login.decode()
         password = auth_data.password.decode()
         with self.lock:
-            self.auth_attempts.append((login, mechanism))
-        return AuthResult(success=self.users.get(login) == password)
+            self.logins.append((login, mechanism))
+        ok = self.users.get(login) == password
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
 
 class _EphemeralController(Controller):  # type: ignore[misc]
