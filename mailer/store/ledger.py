@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 
 from mailer.errors import ContentChanged, NotFound, SendError
 from mailer.store.db import Store
@@ -178,7 +178,7 @@ def start_issue(store: Store, facts: IssueFacts, *, force: bool = False) -> tupl
             literal(""),
             literal(now, type_=_deliveries.c.updated_at.type),
         ).where(_subscribers.c.status == SubscriberStatus.ACTIVE.value)
-        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        session.execute(
             insert(_deliveries).from_select(
                 [
                     "issue_id",
@@ -192,7 +192,11 @@ def start_issue(store: Store, facts: IssueFacts, *, force: bool = False) -> tupl
                 snapshot,
             )
         )
-        return _record(issue), int(result.rowcount or 0)
+        # (rowcount of INSERT ... SELECT is not reliable on every driver: count instead)
+        snapshotted = session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)
+        )
+        return _record(issue), int(snapshotted or 0)
 
 
 def require_issue(store: Store, slug: str) -> IssueRecord:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from send_smtp_server import SmtpServer
+
 from mailer.compose.model import ComposedIssue, IssueMeta, PersonalTemplate, slot
 from mailer.config import Config
 from mailer.store.db import Store
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.tokens import new_uid
-from send_smtp_server import SmtpServer
 
 HTML = (
     "<!doctype html><html><body><p>Dear {name},</p>\n"
-    "<p>This is issue #{number}. <a href=\"{web}\">View it in your browser</a>.</p>\n"
+    '<p>This is issue #{number}. <a href="{web}">View it in your browser</a>.</p>\n'
     "<p>" + "Democracy and the rule of law. " * 40 + "</p>\n"
     ".a line starting with a dot\n"
-    "<p>Sent to {email}. <a href=\"{unsub}\">Unsubscribe</a></p></body></html>\n"
+    '<p>Sent to {email}. <a href="{unsub}">Unsubscribe</a></p></body></html>\n'
 )
 TEXT = (
     "Dear {name},\n\nThis is issue #{number}. View it in your browser: {web}\n\n"
@@ -27,7 +28,9 @@ TEXT = (
 
 
 def make_issue(
-    slug: str = "025-may-2022", number: int = 25, subject: str = "Democracy in Uzbekistan #25",
+    slug: str = "025-may-2022",
+    number: int = 25,
+    subject: str = "Democracy in Uzbekistan #25",
     extra: str = "",
 ) -> ComposedIssue:
     """A small composed issue with every slot, built from real HTML and text."""

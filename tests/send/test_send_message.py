@@ -67,7 +67,14 @@ def test_headers_and_structure(factory: MessageFactory) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Ada Lovelace", "", "Zoë SSörensen-Ünal", "Тимур Каримов", "<b>Bold</b> & \"Quoted\"", "x" * 150],
+    [
+        "Ada Lovelace",
+        "",
+        "Zoë SSörensen-Ünal",
+        "Тимур Каримов",
+        '<b>Bold</b> & "Quoted"',
+        "x" * 150,
+    ],
 )
 def test_bodies_are_exactly_the_personalised_issue(factory: MessageFactory, name: str) -> None:
     reader = Recipient(new_uid(), "reader@example.org", name)
@@ -80,8 +87,27 @@ def _tricky_issue(seed: int) -> ComposedIssue:
     """Templates full of what quoted-printable and SMTP find hard, slots anywhere."""
     rng = random.Random(seed)
     atoms = [
-        ".", "..", ". ", "=", "=3D", "  ", "\t", " \n", "\n", "\n.", "\n..\n", "é", "€", "日本",
-        "=\n", "From ", "x" * 90, "a", "--=_mailer_", "\r\n", "<a href='x'>",
+        ".",
+        "..",
+        ". ",
+        "=",
+        "=3D",
+        "  ",
+        "\t",
+        " \n",
+        "\n",
+        "\n.",
+        "\n..\n",
+        "é",
+        "€",
+        "日本",
+        "=\n",
+        "From ",
+        "x" * 90,
+        "a",
+        "--=_mailer_",
+        "\r\n",
+        "<a href='x'>",
     ]
     slots = [slot(f) for f in ("name", "email", "unsubscribe_url", "web_url")]
 

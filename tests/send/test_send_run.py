@@ -16,7 +16,15 @@ from sqlalchemy import select
 from mailer.config import Config
 from mailer.errors import ContentChanged, TransportError
 from mailer.send.message import Recipient
-from mailer.send.run import Progress, SendOptions, Summary, dry_run, plan_send, send_issue, send_test
+from mailer.send.run import (
+    Progress,
+    SendOptions,
+    Summary,
+    dry_run,
+    plan_send,
+    send_issue,
+    send_test,
+)
 from mailer.send.transport import SmtpConnection, SmtpTarget, SmtpTransport, transport_from_config
 from mailer.store.db import Store
 from mailer.store.ledger import SqlIssues, active_rows
@@ -271,14 +279,10 @@ def test_starttls_and_auth(
     monkeypatch.setenv("MAILER_SMTP_PASSWORD", PASSWORD)
     summary = run(store, tls_config(config, server, certs, "editor"))
     assert sorted(server.recipients) == sorted(emails) and summary.finished
-    assert server.handler.logins and all(
-        login == "editor" for login, _ in server.handler.logins
-    )
+    assert server.handler.logins and all(login == "editor" for login, _ in server.handler.logins)
 
 
-def test_implicit_tls(
-    store: Store, config: Config, smtp_factory: Factory, certs: Certs
-) -> None:
+def test_implicit_tls(store: Store, config: Config, smtp_factory: Factory, certs: Certs) -> None:
     emails = add_subscribers(store, 4)
     server = smtp_factory(certs=certs, implicit_tls=True)
     assert server.url().startswith("smtps://")
@@ -303,7 +307,7 @@ def test_wrong_password_stops_the_run_without_showing_it(
     server = smtp_factory(certs=certs, users={"editor": PASSWORD})
     monkeypatch.setenv("MAILER_SMTP_PASSWORD", "wrong-" + PASSWORD)
     cfg = tls_config(config, server, certs, "editor")
-    with pytest.raises(TransportError, match="authentication as 'editor'.* failed: 535") as info:
+    with pytest.raises(TransportError, match=r"authentication as 'editor'.* failed: 535") as info:
         run(store, cfg)
     text = f"{info.value} {info.value!r} {info.value.__cause__!r} {info.value.__context__!r}"
     assert PASSWORD not in text
@@ -320,7 +324,7 @@ def test_an_untrusted_certificate_stops_the_run(
 ) -> None:
     add_subscribers(store, 3)
     server = smtp_factory(certs=certs)
-    with pytest.raises(TransportError, match="TLS with 127.0.0.1:.* failed: .*certificate"):
+    with pytest.raises(TransportError, match=r"TLS with 127\.0\.0\.1:.* failed: .*certificate"):
         run(store, tls_config(config, server, None))  # verification is on by default
     _assert_ledger_intact(store, 3)
     assert server.recipients == []
@@ -332,7 +336,7 @@ def test_an_unreachable_server_stops_the_run(store: Store, config: Config) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cfg = dataclasses.replace(config, smtp_url=f"smtp://127.0.0.1:{port}")
-    with pytest.raises(TransportError, match=f"cannot connect to 127.0.0.1:{port}: .*refused"):
+    with pytest.raises(TransportError, match=rf"cannot connect to 127\.0\.0\.1:{port}: .*refused"):
         run(store, cfg)
     _assert_ledger_intact(store, 3)
 
@@ -370,14 +374,13 @@ def test_a_test_send_goes_to_any_address_and_is_not_recorded(
         assert session.scalars(select(Delivery)).all() == []
 
 
-def test_a_dry_run_renders_everything_and_connects_nowhere(
-    store: Store, config: Config
-) -> None:
+def test_a_dry_run_renders_everything_and_connects_nowhere(store: Store, config: Config) -> None:
     add_subscribers(store, 25)
     add_subscribers(store, 2, prefix="bad", status=SubscriberStatus.ACTIVE)
     with store.session() as session, session.begin():
-        session.scalars(select(Subscriber).where(Subscriber.email == "bad0@example.org")).one(
-        ).email = "bad0 @example.org"
+        session.scalars(
+            select(Subscriber).where(Subscriber.email == "bad0@example.org")
+        ).one().email = "bad0 @example.org"
     cfg = dataclasses.replace(config, smtp_url="smtp://192.0.2.1:25")  # never contacted
 
     result = dry_run(
