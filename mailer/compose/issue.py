@@ -162,9 +162,7 @@ def parse_snippet(path: Path, text: str) -> Article:
         if value is None:
             value = ""
         if not isinstance(value, str):
-            raise IssueError(
-                f"{path}:{line_of(key)}: {key} must be text, got {value!r} (quote it)"
-            )
+            raise IssueError(f"{path}:{line_of(key)}: {key} must be text, got {value!r} (quote it)")
         if "\n" in value.strip() and key != "alt":
             raise IssueError(f"{path}:{line_of(key)}: {key} must be a single line")
         values[key] = " ".join(value.split())
@@ -173,8 +171,7 @@ def parse_snippet(path: Path, text: str) -> Article:
     for key in ("link", "image"):
         if values.get(key) and not _URL.match(values[key]):
             raise IssueError(
-                f"{path}:{line_of(key)}: {key} must be an absolute http(s) URL, "
-                f"got {values[key]!r}"
+                f"{path}:{line_of(key)}: {key} must be an absolute http(s) URL, got {values[key]!r}"
             )
     if values.get("image") and not values.get("alt"):
         raise IssueError(
@@ -248,7 +245,7 @@ def _read_manifest(
                 raise IssueError(f"{loc}: section {index} is missing '{key}'")
         title, slugs = section["title"], section["articles"]
         if not isinstance(title, str):
-            raise IssueError(f"{loc}: section {index}: title must be text (\"\" for none)")
+            raise IssueError(f'{loc}: section {index}: title must be text ("" for none)')
         if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
             raise IssueError(
                 f"{loc}: section {index}: articles must be a list of file names without .md"

@@ -6,13 +6,13 @@ Markdown stage) and undefined variables are errors, reported with the layout's f
 
 from __future__ import annotations
 
+import datetime as dt
 import traceback
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from mailer.compose.issue import Issue
 from mailer.compose.markdown import ParsedIssue
 from mailer.compose.model import PERSONAL_FIELDS, slot
 from mailer.config import Config
@@ -20,14 +20,24 @@ from mailer.errors import IssueError
 
 LAYOUT = "newsletter.mjml.j2"  # the email's layout, in config.layouts_dir
 
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
-def date_text(issue: Issue) -> str:
+def date_text(d: dt.date) -> str:
     """'May 5, 2022': fixed English month names, whatever the machine's locale."""
-    d = issue.meta.date
     return f"{_MONTHS[d.month - 1]} {d.day}, {d.year}"
 
 
@@ -65,7 +75,7 @@ def layout_context(parsed: ParsedIssue, config: Config, *, web: bool) -> dict[st
         "issue": {
             "number": issue.meta.number,
             "date": issue.meta.date,
-            "date_text": date_text(issue),
+            "date_text": date_text(issue.meta.date),
             "subject": issue.meta.subject,
             "preheader": issue.meta.preheader,
             "slug": issue.meta.slug,
@@ -86,7 +96,9 @@ def _slot(name: str) -> str:
 
 def environment(layouts_dir: Path) -> jinja2.Environment:
     if not layouts_dir.is_dir():
-        raise IssueError(f"{layouts_dir}: layouts folder not found (see layouts_dir in mailer.toml)")
+        raise IssueError(
+            f"{layouts_dir}: layouts folder not found (see layouts_dir in mailer.toml)"
+        )
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(layouts_dir),
         autoescape=True,  # MJML is markup: escape every value that is not Markup already

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mailer
-from mailer.compose.issue import load_issue
+from mailer.compose.issue import Issue, load_issue
 from mailer.compose.layout import LAYOUT, layout_context, render_layout
 from mailer.compose.markdown import ParsedIssue, parse_issue
 from mailer.compose.model import ComposedIssue, PersonalTemplate, slot
@@ -52,6 +52,14 @@ def compose_issue(
     timer = _Timer(timings)
     with timer("load"):
         issue = load_issue(Path(issue_dir))
+    return compose_loaded(issue, config, timings=timings)
+
+
+def compose_loaded(
+    issue: Issue, config: Config, *, timings: dict[str, float] | None = None
+) -> ComposedIssue:
+    """Compose an issue already read by :func:`load_issue`."""
+    timer = _Timer(timings)
     with timer("markdown"):
         parsed = parse_issue(issue)
     email = render_html(parsed, config, web=False, timer=timer)

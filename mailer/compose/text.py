@@ -25,7 +25,7 @@ def render_text(parsed: ParsedIssue, config: Config) -> str:
     blocks: list[str] = [_underline(config.name, "=")]
     if config.tagline:
         blocks[-1] += "\n" + wrap(config.tagline, WIDTH)
-    blocks[-1] += f"\nNewsletter #{issue.meta.number} | {date_text(issue)}"
+    blocks[-1] += f"\nNewsletter #{issue.meta.number} | {date_text(issue.meta.date)}"
     blocks.append("View this issue in your browser:\n" + slot("web_url"))
     if parsed.notice:
         blocks.append(to_text(parsed.notice, WIDTH))
