@@ -89,11 +89,15 @@ def test_invalid_mjml_is_reported_with_the_layout(
 
 
 def test_validator_accepts_the_shipped_layout_and_rejects_nesting() -> None:
-    good = "<mjml><mj-body><mj-section><mj-column><mj-text><p>x</p></mj-text></mj-column></mj-section></mj-body></mjml>"
+    good = (
+        "<mjml><mj-body><mj-section><mj-column><mj-text><p>x</p></mj-text></mj-column>"
+        "</mj-section></mj-body></mjml>"
+    )
     validate_mjml(good, Path("x.mjml"))
     with pytest.raises(
         IssueError,
-        match=r"x\.mjml \(line 1 of its output\): invalid MJML: <mj-text> is not allowed inside <mj-section>",
+        match=r"x\.mjml \(line 1 of its output\): invalid MJML: <mj-text> is not allowed inside "
+        "<mj-section>",
     ):
         validate_mjml(
             "<mjml><mj-body><mj-section><mj-text>x</mj-text></mj-section></mj-body></mjml>",
