@@ -7,6 +7,7 @@ Markdown stage) and undefined variables are errors, reported with the layout's f
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import traceback
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,14 @@ def _slot(name: str) -> str:
 def environment(layouts_dir: Path) -> jinja2.Environment:
     if not layouts_dir.is_dir():
         raise IssueError(
-            f"{layouts_dir}: layouts folder not found (see layouts_dir in mailer.toml)"
+            f"{layouts_dir}: layouts folder not found (set layouts_dir in mailer.toml)"
         )
+    return _environment(layouts_dir.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(layouts_dir: Path) -> jinja2.Environment:
+    # Cached so templates compile once; Jinja reloads a template whose file has changed.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(layouts_dir),
         autoescape=True,  # MJML is markup: escape every value that is not Markup already
