@@ -65,18 +65,21 @@ def build(issue_dir: Path, config: Config) -> Built:
 
 
 def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
-    """Write index.html and index.txt into ``out_dir``, each atomically (temp + rename)."""
+    """Write index.html and index.txt into ``out_dir`` (temp files, renamed once complete)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "index.html", out_dir / "index.txt")
-    for path, content in zip(paths, (built.html, built.text), strict=True):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=out_dir)
-        try:
+    temps: list[str] = []
+    try:
+        for content in (built.html, built.text):
+            fd, tmp = tempfile.mkstemp(prefix=".build.", dir=out_dir)
+            temps.append(tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(content)
+        for tmp, path in zip(temps, paths, strict=True):  # rename only once both are written
             os.replace(tmp, path)
-        except BaseException:
+    finally:
+        for tmp in temps:
             Path(tmp).unlink(missing_ok=True)
-            raise
     return paths
 
 

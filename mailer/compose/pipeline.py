@@ -99,7 +99,7 @@ def render_html(parsed: ParsedIssue, config: Config, *, web: bool, timer: _Timer
     with timer("mjml"):
         html = render_mjml(mjml, config.layouts_dir / LAYOUT)
     with timer("premailer"):
-        return inline_css(html)
+        return inline_css(html, config.layouts_dir / LAYOUT)
 
 
 def size_warning(html_bytes: int) -> str:

@@ -181,7 +181,13 @@ def render_mjml(mjml: str, layout: Path) -> str:
         raise IssueError(f"{layout}: MJML could not be rendered: {exc!r}") from None
     if result.errors:
         raise IssueError(f"{layout}: invalid MJML: {'; '.join(result.errors)}")
-    return mark_head_only(strip_web_fonts(result.html))
+    html = strip_web_fonts(result.html)
+    if _STYLESHEET.search(html):
+        raise IssueError(
+            f"{layout}: the layout links an external stylesheet; put the CSS in <mj-style> "
+            "(emails must not load anything to look right)"
+        )
+    return mark_head_only(html)
 
 
 # mjml-python links Google Fonts whenever a font-family names Open Sans, Roboto, Ubuntu and
@@ -190,6 +196,7 @@ _FONT_BLOCK = re.compile(
     r"<!--\[if !mso\]><!-->\s*(?:<link[^>]*fonts\.googleapis\.com[^>]*>\s*)+"
     r"<style[^>]*>\s*(?:@import url\([^)]*\);\s*)+</style>\s*<!--<!\[endif\]-->\s*",
 )
+_STYLESHEET = re.compile(r"<link\b[^>]*\bstylesheet\b", re.IGNORECASE)
 _FONT_LINK = re.compile(r"<link[^>]*fonts\.googleapis\.com[^>]*>|@import url\([^)]*\);")
 
 
@@ -206,7 +213,7 @@ def mark_head_only(html: str) -> str:
     return _HEAD_ONLY.sub('<style type="text/css" data-premailer="ignore">', html)
 
 
-def inline_css(html: str) -> str:
+def inline_css(html: str, layout: Path | None = None) -> str:
     """Inline the <style> rules into style attributes; keep media queries in <head>."""
     premailer = Premailer(
         html,
@@ -222,7 +229,8 @@ def inline_css(html: str) -> str:
     try:
         out: str = premailer.transform()
     except Exception as exc:  # lxml/cssutils errors: the layout's markup or CSS is broken
-        raise IssueError(f"CSS inlining failed: {exc!r}") from None
+        where = f"{layout}: " if layout else ""
+        raise IssueError(f"{where}CSS inlining failed: {exc!r}") from None
     return "<!doctype html>\n" + compact(out)
 
 

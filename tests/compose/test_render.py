@@ -124,6 +124,18 @@ def test_google_fonts_are_never_linked(issue: Path, config: Config, layouts: Pat
     assert "font-family:Ubuntu, Roboto" in composed.web_html
 
 
+def test_external_stylesheet_is_refused(issue: Path, config: Config, layouts: Path) -> None:
+    path = _edit(
+        layouts,
+        "<mj-breakpoint",
+        '<mj-raw><link rel="stylesheet" href="https://cdn.example.org/x.css"></mj-raw>'
+        "<mj-breakpoint",
+    )
+    with pytest.raises(IssueError, match="links an external stylesheet") as info:
+        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+    assert str(info.value).startswith(str(path))
+
+
 def test_strip_web_fonts_removes_the_mjml_block() -> None:
     html = (
         '<head><!--[if !mso]><!-->\n<link href="https://fonts.googleapis.com/css?family=Ubuntu" '
