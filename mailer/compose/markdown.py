@@ -6,6 +6,7 @@ disabled, so a snippet cannot inject markup into the email: ``<b>`` shows as tex
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from mailer.errors import IssueError
 # Article titles are <h3> (sections <h2>): headings inside a snippet start at <h4>.
 _HEADING_SHIFT = 3
 
+_ABSOLUTE = re.compile(r"^(https?://|mailto:|tel:|#)", re.IGNORECASE)
 _md = MarkdownIt("commonmark", {"html": False, "xhtmlOut": True})
 
 
@@ -30,6 +32,7 @@ class Parsed:
     """One Markdown text, parsed: the token stream (HTML) and its tree (plain text)."""
 
     tokens: tuple[Token, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def tree(self) -> SyntaxTreeNode:
@@ -39,19 +42,24 @@ class Parsed:
 def parse(source: str, path: Path | None = None, first_line: int = 1) -> Parsed:
     """Parse ``source`` (found at ``path`` from ``first_line``); check images have alt text."""
     tokens = _md.parse(source)
+    warnings: list[str] = []
     for token in tokens:
         if token.type in ("heading_open", "heading_close"):
             level = min(int(token.tag[1]) + _HEADING_SHIFT, 6)
             token.tag = f"h{level}"
-        if token.type == "inline" and token.children:
-            for child in token.children:
-                if child.type == "image" and not child.content.strip():
-                    line = first_line + (token.map[0] if token.map else 0)
-                    where = f"{path}:{line}" if path else f"line {line}"
-                    raise IssueError(
-                        f"{where}: image without alt text: write ![what it shows](url)"
-                    )
-    return Parsed(tuple(tokens))
+        if token.type != "inline" or not token.children:
+            continue
+        line = first_line + (token.map[0] if token.map else 0)
+        where = f"{path}:{line}" if path else f"line {line}"
+        for child in token.children:
+            if child.type == "image" and not child.content.strip():
+                raise IssueError(f"{where}: image without alt text: write ![what it shows](url)")
+            target = str(child.attrs.get("href" if child.type == "link_open" else "src", ""))
+            if child.type in ("link_open", "image") and not _ABSOLUTE.match(target):
+                warnings.append(
+                    f"{where}: {target!r} is not an absolute URL: it will not work in an email"
+                )
+    return Parsed(tuple(tokens), tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,11 @@ class ParsedIssue:
     notice_html: Markup
     bodies: dict[str, Parsed]  # by article slug
     html: dict[str, Markup]  # by article slug
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        texts = [self.notice, *self.bodies.values()]
+        return tuple(w for p in texts if p is not None for w in p.warnings)
 
 
 def parse_issue(issue: Issue) -> ParsedIssue:

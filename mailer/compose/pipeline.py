@@ -78,7 +78,7 @@ def compose_loaded(
             f"{layout}: the web version (web=true) must not use slot('{leaked[0]}'): "
             "it is published without any subscriber's data"
         )
-    warnings = list(issue.warnings)
+    warnings = [*issue.warnings, *parsed.warnings]
     warning = size_warning(len(email.encode("utf-8")))
     if warning:
         warnings.append(warning)

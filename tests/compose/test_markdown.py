@@ -79,3 +79,10 @@ def test_long_urls_are_never_broken() -> None:
 def test_body_image_without_alt_names_file_and_line() -> None:
     with pytest.raises(IssueError, match=r"a\.md:7: image without alt text"):
         parse("Text\n\n![](https://example.org/a.png)\n", Path("a.md"), first_line=5)
+
+
+def test_relative_links_warn_with_file_and_line() -> None:
+    parsed = parse("Intro\n\nSee [the page](/about) and [mail](mailto:a@b.org).\n", Path("a.md"), 4)
+    assert parsed.warnings == (
+        "a.md:6: '/about' is not an absolute URL: it will not work in an email",
+    )
