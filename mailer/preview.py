@@ -79,13 +79,14 @@ class Preview:
             try:
                 config = self.load_config()
                 self._watch = (self.issue_dir, config.layouts_dir, *self.extra)
+                # Taken before building: a change made during the build triggers another.
+                self._seen = _signature(self._watch)
                 built = build(self.issue_dir, config)
             except MailerError as exc:
                 self.error = str(exc)
             else:
                 self.error = ""
                 self.html, self.text, self.web = built.html, built.text, built.composed.web_html
-            self._seen = _signature(self._watch)
             self.version += 1
         if self.notify:
             self.notify(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -233,9 +234,12 @@ def test_preview_serves_and_rebuilds_on_change(preview: str, issue: Path) -> Non
     assert _get(preview + "nope")[0] == 404
 
 
-def test_preview_watcher_rebuilds_without_requests(issue: Path, config: Config) -> None:
+def test_preview_watcher_rebuilds_without_requests(
+    issue: Path, config: Config, layouts: Path
+) -> None:
     rebuilt = threading.Event()
-    state = Preview(issue, lambda: config, notify=lambda s: rebuilt.set())
+    local = dataclasses.replace(config, layouts_dir=layouts)
+    state = Preview(issue, lambda: local, notify=lambda s: rebuilt.set())
     server = PreviewServer(state, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -246,6 +250,11 @@ def test_preview_watcher_rebuilds_without_requests(issue: Path, config: Config) 
         manifest.write_text(manifest.read_text().replace("Spring news", "Summer news"))
         assert rebuilt.wait(10)
         assert "Summer news from the valley" in state.html
+        rebuilt.clear()
+        layout = layouts / "newsletter.mjml.j2"
+        layout.write_text(layout.read_text().replace("View this issue in your browser", "Web!"))
+        assert rebuilt.wait(10)
+        assert ">Web!</a>" in state.html and not state.error
     finally:
         server.shutdown()
         server.server_close()
