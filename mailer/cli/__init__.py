@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailer.cli import (
+    compose,  # noqa: F401  (registers commands)
     db,  # noqa: F401  (registers commands)
     send,  # noqa: F401
     setup,  # noqa: F401  (registers commands)
