@@ -175,7 +175,7 @@ def _print_summary(summary: send_run.Summary) -> None:
     Console().print(table)
     rate = f"{p.rate:.0f}/s" if p.elapsed else "-"
     typer.echo(
-        f"{p.sent} sent in {p.elapsed:.1f} s ({rate}) via {summary.transport}; "
+        f"{p.sent} sent in {p.elapsed:.2f} s ({rate}) via {summary.transport}; "
         f"{summary.already_sent} were delivered by earlier runs; {p.bounced} bounced."
     )
     if summary.finished:

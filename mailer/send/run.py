@@ -230,6 +230,10 @@ def send_issue(
 # --- the engine ----------------------------------------------------------------------------
 
 
+class _Stopped(Exception):
+    """The run is stopping: abandon the current message (it stays pending)."""
+
+
 class _RateLimiter:
     """Evenly spaced send slots at ``per_second`` (no burst credit, so never above it)."""
 
@@ -498,6 +502,8 @@ class _Run:
                 ack = self._deliver(connection, row, tries, ack)
             if ack is not None:
                 ack.wait()
+        except _Stopped:
+            pass
         except BaseException as exc:
             self.fail(exc)
         finally:
@@ -519,14 +525,18 @@ class _Run:
             )
             self.dispatch.finished(row, tries, None)
             return previous
-        # The invariant: the previous outcome is committed before this message leaves.
-        if previous is not None:
-            previous.wait()
+
+        # The invariant: the previous outcome is committed before this message is committed
+        # to the server. The gate runs right before the final dot, so the envelope and body
+        # travel while the writer commits.
+        def gate() -> None:
+            if previous is not None:
+                previous.wait()
             if self.writer.error is not None or self.stop.is_set():
-                self.dispatch.finished(row, tries, None)
-                return None
+                raise _Stopped
+
         try:
-            reply = connection.send(self.factory.envelope_from, row.email, message)
+            reply = connection.send(self.factory.envelope_from, row.email, message, gate)
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise
