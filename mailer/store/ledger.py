@@ -7,7 +7,7 @@ can unsubscribe people while a send runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -349,16 +349,34 @@ class LedgerWriter:
         self._store = store
         self._issue_id = issue_id
         self._conn: Connection | None = None
+        self._sql = ""
+        self._to_db: Callable[[datetime], object] = lambda value: value
 
     def record(self, results: Sequence[DeliveryResult]) -> None:
         """Write ``results`` and commit before returning."""
         if not results:
             return
         if self._conn is None:
-            self._conn = self._store.engine.connect()
+            self._open()
         conn = self._conn
+        assert conn is not None
+        # Values in the driver's own form, converted once per group: the executemany below
+        # bypasses SQLAlchemy's per-row type processing (most of this loop's cost).
+        now = self._to_db(utcnow())
+        rows = [
+            (
+                r.status.value,
+                1 if r.attempted else 0,
+                r.reply[:2000],
+                r.message_id,
+                now if r.status is DeliveryStatus.SENT else None,
+                now,
+                r.delivery_id,
+            )
+            for r in results
+        ]
         try:
-            conn.execute(_UPDATE, _params(results))
+            conn.exec_driver_sql(self._sql, rows)
             if any(r.bounced for r in results):
                 with Session(bind=conn) as session:
                     _bounce(session, self._issue_id, results)
@@ -367,6 +385,19 @@ class LedgerWriter:
         except BaseException:
             conn.rollback()
             raise
+
+    def _open(self) -> None:
+        conn = self._store.engine.connect()
+        dialect = conn.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._sql = (
+            f"UPDATE deliveries SET status = {mark}, attempts = attempts + {mark}, "
+            f"last_reply = {mark}, message_id = {mark}, sent_at = {mark}, updated_at = {mark} "
+            f"WHERE id = {mark}"
+        )
+        processor = _deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._to_db = processor or (lambda value: value)
+        self._conn = conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -90,6 +91,9 @@ def test_every_active_subscriber_gets_exactly_one_copy(
     assert summary.counts[DeliveryStatus.SENT] == 40
     rows = ledger(store)
     assert all(rows[e].status is DeliveryStatus.SENT and rows[e].attempts == 1 for e in emails)
+    stamps = [rows[e].sent_at for e in emails]
+    assert all(s is not None and s.utcoffset() == dt.timedelta(0) for s in stamps)
+    assert all(abs(dt.datetime.now(dt.UTC) - s) < dt.timedelta(minutes=5) for s in stamps if s)
     assert len({rows[e].message_id for e in emails}) == 40
     # Each copy went to its own address, personalised for it.
     for rcpt, data in smtp.accepted:
