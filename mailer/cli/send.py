@@ -106,7 +106,7 @@ def _describe(plan: send_run.Plan, transport: str) -> None:
         f"Resuming: {plan.already_sent} already delivered, {plan.to_send} to send, via {transport}"
     )
     if plan.deferred_left:
-        typer.echo(f"{plan.deferred_left} deferred (4xx) rows are left for --retry")
+        typer.echo(f"{plan.deferred_left} deferred (4xx) rows, out of tries, are left for --retry")
     if plan.to_send == 0:
         typer.echo("Nothing to send.")
 
@@ -207,12 +207,12 @@ def _test_send(
 
 def _dry_run(store: Store, issue: ComposedIssue, config: Config, retry: bool) -> None:
     record = ledger.find_issue(store, issue.meta.slug)
-    statuses = [DeliveryStatus.PENDING] + ([DeliveryStatus.DEFERRED] if retry else [])
+    below = send_run.SendOptions(retry=retry).deferred_below()
 
     def rows(after: int, limit: int) -> list[ledger.LedgerRow]:
         if record is None:
             return ledger.active_rows(store, after_id=after, limit=limit)
-        return ledger.next_rows(store, record.id, statuses, after_id=after, limit=limit)
+        return ledger.next_rows(store, record.id, deferred_below=below, after_id=after, limit=limit)
 
     result = send_run.dry_run(issue, config, rows)
     average = result.total_bytes // result.messages if result.messages else 0

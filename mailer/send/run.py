@@ -68,9 +68,9 @@ from mailer.store.models import DeliveryStatus
 class Ledger(Protocol):
     """The ledger of one issue (see :class:`mailer.store.ledger.IssueLedger`)."""
 
-    def next_rows(
-        self, statuses: Sequence[DeliveryStatus], *, after_id: int, limit: int
-    ) -> list[LedgerRow]: ...
+    def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]: ...
+
+    def count_to_send(self, deferred_below: int) -> int: ...
 
     def still_active(self, subscriber_ids: Sequence[int]) -> set[int]: ...
 
@@ -122,10 +122,9 @@ class SendOptions:
     max_backoff: float = 60.0
     batch: int = 100  # ledger rows read at once (capped by the rate, see _batch_size)
 
-    def statuses(self) -> tuple[DeliveryStatus, ...]:
-        if self.retry:
-            return (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
-        return (DeliveryStatus.PENDING,)
+    def deferred_below(self) -> int:
+        """Deferred rows tried fewer times than this are sent too (all of them with retry)."""
+        return 2**31 - 1 if self.retry else self.attempts
 
 
 @dataclass
@@ -197,9 +196,10 @@ def plan_send(issues: IssueStore, issue: ComposedIssue, options: SendOptions) ->
     if record is None:
         return Plan(issue, None, issues.count_active(), 0, 0)
     check_content(record, facts_of(issue), force=options.force)
-    counts = issues.ledger(record.id).counts()
-    to_send = sum(counts[s] for s in options.statuses())
-    deferred_left = 0 if options.retry else counts[DeliveryStatus.DEFERRED]
+    ledger = issues.ledger(record.id)
+    counts = ledger.counts()
+    to_send = ledger.count_to_send(options.deferred_below())
+    deferred_left = counts[DeliveryStatus.PENDING] + counts[DeliveryStatus.DEFERRED] - to_send
     return Plan(issue, record, to_send, counts[DeliveryStatus.SENT], deferred_left)
 
 
@@ -218,7 +218,7 @@ def send_issue(
     before = ledger.counts()
     factory = MessageFactory(issue, config, signer=dkim_signer(config))
     run = _Run(ledger, factory, transport, options)
-    run.progress.total = sum(before[s] for s in options.statuses())
+    run.progress.total = ledger.count_to_send(options.deferred_below())
     try:
         progress = run.execute(on_progress)
     finally:
@@ -346,8 +346,9 @@ class _Dispatch:
 
     def _fill(self) -> None:
         run = self._run
+        options = run.options
         rows = run.ledger.next_rows(
-            run.options.statuses(), after_id=self._after_id, limit=run.batch_size
+            deferred_below=options.deferred_below(), after_id=self._after_id, limit=run.batch_size
         )
         if not rows:
             self._exhausted = True
@@ -355,7 +356,8 @@ class _Dispatch:
         self._after_id = rows[-1].delivery_id
         for row in rows:
             if row.active:
-                self._buffer.append((row, 0))
+                # A resumed deferred row keeps its tries; --retry gives it a fresh budget.
+                self._buffer.append((row, 0 if options.retry else row.attempts))
             else:
                 run.skip(row)
 

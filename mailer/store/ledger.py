@@ -7,12 +7,24 @@ can unsubscribe people while a send runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mailer.errors import ContentChanged, NotFound, SendError
@@ -221,16 +233,42 @@ def counts(store: Store, issue_id: int) -> dict[DeliveryStatus, int]:
     return result
 
 
+def _to_send(issue_id: int, deferred_below: int) -> ColumnElement[bool]:
+    """Rows a run sends: pending ones, and deferred ones tried fewer than ``deferred_below``
+    times (a run killed during its 4xx backoff resumes them; ``--retry`` lifts the bound)."""
+    return and_(
+        _deliveries.c.issue_id == issue_id,
+        or_(
+            _deliveries.c.status == DeliveryStatus.PENDING.value,
+            and_(
+                _deliveries.c.status == DeliveryStatus.DEFERRED.value,
+                _deliveries.c.attempts < deferred_below,
+            ),
+        ),
+    )
+
+
+def count_to_send(store: Store, issue_id: int, deferred_below: int) -> int:
+    with store.session() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(_deliveries)
+                .where(_to_send(issue_id, deferred_below))
+            )
+            or 0
+        )
+
+
 def next_rows(
     store: Store,
     issue_id: int,
-    statuses: Iterable[DeliveryStatus],
     *,
+    deferred_below: int,
     after_id: int,
     limit: int,
 ) -> list[LedgerRow]:
-    """The next ``limit`` rows in ``statuses`` after ``after_id`` (keyset pagination)."""
-    wanted = [s.value for s in statuses]
+    """The next ``limit`` rows to send after ``after_id`` (keyset pagination)."""
     with store.session() as session:
         rows = session.execute(
             select(
@@ -243,11 +281,7 @@ def next_rows(
                 _deliveries.c.attempts,
             )
             .join(_subscribers, _subscribers.c.id == _deliveries.c.subscriber_id)
-            .where(
-                _deliveries.c.issue_id == issue_id,
-                _deliveries.c.status.in_(wanted),
-                _deliveries.c.id > after_id,
-            )
+            .where(_to_send(issue_id, deferred_below), _deliveries.c.id > after_id)
             .order_by(_deliveries.c.id)
             .limit(limit)
         ).all()
@@ -501,10 +535,17 @@ class IssueLedger:
         self.issue_id = issue_id
         self._writer = LedgerWriter(store, issue_id)
 
-    def next_rows(
-        self, statuses: Sequence[DeliveryStatus], *, after_id: int, limit: int
-    ) -> list[LedgerRow]:
-        return next_rows(self.store, self.issue_id, statuses, after_id=after_id, limit=limit)
+    def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]:
+        return next_rows(
+            self.store,
+            self.issue_id,
+            deferred_below=deferred_below,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    def count_to_send(self, deferred_below: int) -> int:
+        return count_to_send(self.store, self.issue_id, deferred_below)
 
     def still_active(self, subscriber_ids: Sequence[int]) -> set[int]:
         return still_active(self.store, subscriber_ids)

@@ -185,6 +185,31 @@ def test_451_is_retried_with_backoff_then_left_deferred(
     assert len(server.recipients) == 6
 
 
+def test_a_send_stopped_during_a_backoff_resumes_the_deferred_row(
+    store: Store, config: Config, smtp_factory: Factory
+) -> None:
+    emails = add_subscribers(store, 4)
+    faults = Faults(defer={"reader1@example.org": -1})
+    server = smtp_factory(faults=faults)
+    cfg = with_server(config, server)
+
+    def stop_when_deferred(progress: Progress) -> None:
+        if progress.deferred and progress.sent == 3:
+            raise KeyboardInterrupt  # as a kill would, while the row waits for its retry
+
+    with pytest.raises(KeyboardInterrupt):
+        run(store, cfg, None, stop_when_deferred, backoff=30.0, attempts=4)
+    row = ledger(store)["reader1@example.org"]
+    assert (row.status, row.attempts) == (DeliveryStatus.DEFERRED, 1)
+    plan = plan_send(SqlIssues(store), make_issue(), SendOptions(attempts=4))
+    assert (plan.to_send, plan.deferred_left) == (1, 0)
+    del faults.defer["reader1@example.org"]
+    summary = run(store, cfg, attempts=4)  # a plain re-run, no --retry needed
+    assert summary.progress.sent == 1 and summary.finished
+    assert Counter(server.recipients) == Counter(emails)
+    assert ledger(store)["reader1@example.org"].attempts == 2
+
+
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_550_no_such_user_fails_once_and_bounces_the_subscriber(
     store: Store, config: Config, smtp_factory: Factory, pipelining: bool
