@@ -14,7 +14,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -131,15 +130,12 @@ def _with_progress(
 ) -> send_run.Summary:
     console = Console(stderr=True)
     columns = (
-        TextColumn("[bold]sending"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
         TextColumn(
             "sent {task.fields[sent]} · failed {task.fields[failed]} · deferred "
-            "{task.fields[deferred]} · {task.fields[rate]:.0f}/s"
+            "{task.fields[deferred]} · {task.fields[rate]:.0f}/s · ETA"
         ),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:

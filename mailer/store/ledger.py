@@ -17,13 +17,11 @@ from sqlalchemy import (
     Connection,
     Table,
     and_,
-    bindparam,
     func,
     insert,
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -314,36 +312,6 @@ def still_active(store: Store, subscriber_ids: Sequence[int]) -> set[int]:
         )
 
 
-_UPDATE = (
-    update(_deliveries)
-    .where(_deliveries.c.id == bindparam("d_id"))
-    .values(
-        status=bindparam("d_status"),
-        attempts=_deliveries.c.attempts + bindparam("d_inc"),
-        last_reply=bindparam("d_reply"),
-        message_id=bindparam("d_message_id"),
-        sent_at=bindparam("d_sent_at"),
-        updated_at=bindparam("d_now"),
-    )
-)
-
-
-def _params(results: Sequence[DeliveryResult]) -> list[dict[str, object]]:
-    now = utcnow()
-    return [
-        {
-            "d_id": r.delivery_id,
-            "d_status": r.status.value,
-            "d_inc": 1 if r.attempted else 0,
-            "d_reply": r.reply[:2000],
-            "d_message_id": r.message_id,
-            "d_sent_at": now if r.status is DeliveryStatus.SENT else None,
-            "d_now": now,
-        }
-        for r in results
-    ]
-
-
 def _bounce(session: Session, issue_id: int, results: Sequence[DeliveryResult]) -> None:
     # A 5.1.x bounce marks the subscriber bounced, unless they already left the list (an
     # unsubscribe is never overwritten).
@@ -360,15 +328,6 @@ def _bounce(session: Session, issue_id: int, results: Sequence[DeliveryResult]) 
                 reason=r.reply[:500],
                 issue_id=issue_id,
             )
-
-
-def record_results(store: Store, issue_id: int, results: Sequence[DeliveryResult]) -> None:
-    """Write a group of outcomes in ONE transaction (committed when this returns)."""
-    if not results:
-        return
-    with store.session() as session, session.begin():
-        session.connection().execute(_UPDATE, _params(results))
-        _bounce(session, issue_id, results)
 
 
 class LedgerWriter:
