@@ -374,8 +374,6 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
 
     def put(self, result: DeliveryResult, ack: _Ack | None = None) -> None:
-        if self.error is not None:
-            raise SendError("the ledger writer stopped") from self.error
         self._queue.put((result, ack))
 
     def close(self) -> None:
@@ -399,16 +397,15 @@ class _Writer(threading.Thread):
                 closing = True
             if not group:
                 continue
-            try:
-                self._run.ledger.record([result for result, _ in group])
-            except BaseException as exc:
-                self.error = exc
-                self._run.fail(exc)
-                for _, ack in group:
-                    if ack is not None:
-                        ack.set()  # senders check writer.error before sending again
-                return
-            self._run.count([result for result, _ in group])
+            if self.error is None:
+                try:
+                    self._run.ledger.record([result for result, _ in group])
+                    self._run.count([result for result, _ in group])
+                except BaseException as exc:
+                    self.error = exc
+                    self._run.fail(exc)
+            # After a failure, keep releasing senders (they see writer.error at their gate
+            # and send nothing more) until the run closes the queue.
             for _, ack in group:
                 if ack is not None:
                     ack.set()

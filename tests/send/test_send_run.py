@@ -8,7 +8,7 @@ import email
 import mailbox
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from send_smtp_server import Certs, Faults, SmtpServer
 from sqlalchemy import select
 
 from mailer.config import Config
-from mailer.errors import ContentChanged, TransportError
+from mailer.errors import ContentChanged, SendError, TransportError
 from mailer.send.message import Recipient
 from mailer.send.run import (
     Progress,
@@ -37,7 +37,7 @@ from mailer.send.transport import (
     transport_from_config,
 )
 from mailer.store.db import Store
-from mailer.store.ledger import SqlIssues, active_rows
+from mailer.store.ledger import DeliveryResult, IssueLedger, SqlIssues, active_rows
 from mailer.store.models import (
     Delivery,
     DeliveryStatus,
@@ -183,6 +183,47 @@ def test_451_is_retried_with_backoff_then_left_deferred(
     assert retried.progress.sent == 1 and retried.finished
     assert Counter(server.recipients)["reader2@example.org"] == 1
     assert len(server.recipients) == 6
+
+
+class _FailingLedger(IssueLedger):
+    """The real ledger, whose writes start failing (e.g. the disk filled up) after a while."""
+
+    def __init__(self, store: Store, issue_id: int, fail_after: int) -> None:
+        super().__init__(store, issue_id)
+        self.writes = 0
+        self.fail_after = fail_after
+
+    def record(self, results: Sequence[DeliveryResult]) -> None:
+        self.writes += 1
+        if self.writes > self.fail_after:
+            raise OSError(28, "No space left on device")
+        super().record(results)
+
+
+class _FailingIssues(SqlIssues):
+    def ledger(self, issue_id: int) -> IssueLedger:
+        return _FailingLedger(self.store, issue_id, fail_after=5)
+
+
+def test_a_failing_ledger_write_stops_the_run_within_the_duplicate_bound(
+    store: Store, config: Config, smtp: SmtpServer
+) -> None:
+    emails = add_subscribers(store, 60)
+    cfg = with_server(config, smtp)
+    with pytest.raises(SendError, match="No space left on device"):
+        send_issue(
+            _FailingIssues(store),
+            make_issue(),
+            cfg,
+            transport_from_config(cfg),
+            SendOptions(connections=3),
+        )
+    recorded = sum(d.status is DeliveryStatus.SENT for d in ledger(store).values())
+    assert len(smtp.recipients) - recorded <= 3  # at most one unrecorded per connection
+    run(store, cfg, connections=3)
+    received = Counter(smtp.recipients)
+    assert set(received) == set(emails)
+    assert sum(n - 1 for n in received.values()) <= 3
 
 
 def test_a_send_stopped_during_a_backoff_resumes_the_deferred_row(
