@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.cli import setup  # noqa: F401  (registers commands)
+from mailer.cli import compose, setup  # noqa: F401  (registers commands)
 from mailer.cli.app import app
 
 
