@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import re
 import sys
@@ -331,6 +332,11 @@ class _Importer:
         self.reject_writer = reject_writer
         self.result = ImportResult()
         self.now = utcnow()
+        # Inserts bypass SQLAlchemy's per-row parameter processing (most of the time of an
+        # import): values are converted here once, as the column types would.
+        processor = _SUBSCRIBERS.c.created_at.type.bind_processor(conn.dialect)
+        self.when: Callable[[datetime], Any] = processor or (lambda moment: moment)
+        self.db_now = self.when(self.now)
         # Rows with a higher id were added by this import: seen again, they are duplicates.
         self.first_new_id = (conn.scalar(select(func.max(_SUBSCRIBERS.c.id))) or 0) + 1
         self.any_forgotten = conn.scalar(select(func.count()).select_from(ForgottenAddress))
@@ -415,33 +421,30 @@ class _Importer:
             taken = set(
                 self.conn.scalars(select(_SUBSCRIBERS.c.uid).where(_SUBSCRIBERS.c.uid.in_(wanted)))
             )
-        now = self.now
+        now, reason = self.db_now, f"imported from {self.name}"
+        when = self.when
         values = []
         for row in new:
             uid = row.uid
             if not uid or uid in taken:
                 uid = new_uid()
             taken.add(uid)
-            status = row.status or SubscriberStatus.ACTIVE
             values.append(
-                {
-                    "uid": uid,
-                    "email": row.email,
-                    "email_key": row.key,
-                    "name": row.name,
-                    "status": status,
-                    "attributes": row.attributes,
-                    "created_at": row.created_at or now,
-                    "updated_at": now,
-                    "status_changed_at": row.status_changed_at or now,
-                    "status_source": row.status_source or "import",
-                    "status_reason": row.status_reason
-                    if row.status_source
-                    else f"imported from {self.name}",
-                    "status_issue_id": None,
-                }
+                (
+                    uid,
+                    row.email,
+                    row.key,
+                    row.name,
+                    (row.status or SubscriberStatus.ACTIVE).value,
+                    json.dumps(row.attributes, ensure_ascii=False),
+                    when(row.created_at) if row.created_at else now,
+                    now,
+                    when(row.status_changed_at) if row.status_changed_at else now,
+                    row.status_source or "import",
+                    row.status_reason if row.status_source else reason,
+                )
             )
-        self.conn.execute(insert(_SUBSCRIBERS), values)
+        _bulk_insert(self.conn, values)
         self.result.added += len(values)
 
     def _merge_existing(
@@ -488,6 +491,40 @@ class _Importer:
                     reason=reason or f"imported from {self.name}",
                 )
             session.flush()
+
+
+_INSERT_COLUMNS = (
+    "uid",
+    "email",
+    "email_key",
+    "name",
+    "status",
+    "attributes",
+    "created_at",
+    "updated_at",
+    "status_changed_at",
+    "status_source",
+    "status_reason",
+)
+
+
+def _bulk_insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert subscriber rows (values in _INSERT_COLUMNS order, already converted)."""
+    table = conn.dialect.identifier_preparer.format_table(_SUBSCRIBERS)
+    columns = ", ".join(_INSERT_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        # COPY: several times faster than any INSERT; same transaction as the rest.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    if conn.dialect.paramstyle == "qmark":
+        marks = ", ".join("?" * len(_INSERT_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+        return
+    conn.execute(insert(_SUBSCRIBERS), [dict(zip(_INSERT_COLUMNS, r, strict=True)) for r in rows])
 
 
 def _merge_into(first: _Row, later: _Row) -> None:
