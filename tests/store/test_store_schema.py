@@ -77,7 +77,9 @@ def test_older_database_asks_for_upgrade(
     # Pretend the code has a newer revision than the one the database is at.
     monkeypatch.setattr(schema, "head", lambda: "0002")
     monkeypatch.setattr(schema, "revisions", lambda: ["0001", "0002"])
-    with pytest.raises(SchemaMismatch, match="at schema revision 0001; .* run `mailer db upgrade`"):
+    with pytest.raises(
+        SchemaMismatch, match=r"at schema revision 0001; .* run `mailer db upgrade`"
+    ):
         open_store(database_url)
 
 
