@@ -28,6 +28,7 @@ import io
 import json
 import os
 import re
+import secrets
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -45,7 +46,6 @@ from mailer.store.addresses import address_hash, normalise_address, normalise_na
 from mailer.store.db import Store
 from mailer.store.models import ForgottenAddress, Subscriber, SubscriberStatus, utcnow
 from mailer.store.status import change_status
-from mailer.tokens import new_uid
 
 CHUNK_ROWS = 2000
 MAX_REPORTED = 20  # rejects kept in the result for display; all go to the rejects file
@@ -334,7 +334,8 @@ class _Importer:
         self.now = utcnow()
         # Inserts bypass SQLAlchemy's per-row parameter processing (most of the time of an
         # import): values are converted here once, as the column types would.
-        processor = _SUBSCRIBERS.c.created_at.type.bind_processor(conn.dialect)
+        column_type = _SUBSCRIBERS.c.created_at.type
+        processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         self.when: Callable[[datetime], Any] = processor or (lambda moment: moment)
         self.db_now = self.when(self.now)
         # Rows with a higher id were added by this import: seen again, they are duplicates.
@@ -424,10 +425,11 @@ class _Importer:
         now, reason = self.db_now, f"imported from {self.name}"
         when = self.when
         values = []
-        for row in new:
+        uids = _fresh_uids(len(new))
+        for row, fresh in zip(new, uids, strict=True):
             uid = row.uid
             if not uid or uid in taken:
-                uid = new_uid()
+                uid = fresh
             taken.add(uid)
             values.append(
                 (
@@ -436,7 +438,7 @@ class _Importer:
                     row.key,
                     row.name,
                     (row.status or SubscriberStatus.ACTIVE).value,
-                    json.dumps(row.attributes, ensure_ascii=False),
+                    _to_json(row.attributes),
                     when(row.created_at) if row.created_at else now,
                     now,
                     when(row.status_changed_at) if row.status_changed_at else now,
@@ -491,6 +493,16 @@ class _Importer:
                     reason=reason or f"imported from {self.name}",
                 )
             session.flush()
+
+
+# One encoder for all rows (json.dumps with options builds a new one per call).
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _fresh_uids(n: int) -> list[str]:
+    """``n`` new subscriber uids, as :func:`mailer.tokens.new_uid` makes them, in one go."""
+    blob = secrets.token_hex(16 * n)
+    return [blob[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 _INSERT_COLUMNS = (
