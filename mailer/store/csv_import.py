@@ -37,7 +37,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -342,6 +354,15 @@ class _Importer:
         self.first_new_id = (conn.scalar(select(func.max(_SUBSCRIBERS.c.id))) or 0) + 1
         self.any_forgotten = conn.scalar(select(func.count()).select_from(ForgottenAddress))
 
+    def among(self, column: Any, values: list[str]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``= ANY(array)``: one parameter, not 2000."""
+        if self.conn.dialect.name == "postgresql":
+            return cast(
+                "ColumnElement[bool]",
+                column == any_(bindparam("values", values, type_=postgresql.ARRAY(String))),
+            )
+        return cast("ColumnElement[bool]", column.in_(values))
+
     def reject(self, reject: Reject, values: list[str]) -> None:
         self.result.rejected += 1
         if len(self.result.rejects) < MAX_REPORTED:
@@ -371,7 +392,7 @@ class _Importer:
                     _SUBSCRIBERS.c.name,
                     _SUBSCRIBERS.c.attributes,
                     _SUBSCRIBERS.c.status,
-                ).where(_SUBSCRIBERS.c.email_key.in_(list(merged)))
+                ).where(self.among(_SUBSCRIBERS.c.email_key, list(merged)))
             )
         }
         new = [row for key, row in merged.items() if key not in existing]
@@ -399,7 +420,7 @@ class _Importer:
         hashes = {address_hash(row.key): row.key for row in rows}
         found = self.conn.scalars(
             select(ForgottenAddress.address_hash).where(
-                ForgottenAddress.address_hash.in_(list(hashes))
+                self.among(ForgottenAddress.address_hash, list(hashes))
             )
         )
         forgotten = {hashes[h] for h in found}
@@ -420,7 +441,9 @@ class _Importer:
         taken: set[str] = set()
         if wanted:
             taken = set(
-                self.conn.scalars(select(_SUBSCRIBERS.c.uid).where(_SUBSCRIBERS.c.uid.in_(wanted)))
+                self.conn.scalars(
+                    select(_SUBSCRIBERS.c.uid).where(self.among(_SUBSCRIBERS.c.uid, wanted))
+                )
             )
         now, reason = self.db_now, f"imported from {self.name}"
         when = self.when
