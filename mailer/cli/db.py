@@ -15,21 +15,15 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create the database's tables or migrate them to this version's schema."""
-    store = open_store(get_config(ctx).database_url, check_schema=False)
-    try:
+    with open_store(get_config(ctx).database_url, check_schema=False).guard() as store:
         typer.echo(describe_upgrade(store.url, *upgrade(store.engine)))
-    finally:
-        store.close()
 
 
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the database's schema revision and the one this version needs."""
-    store = open_store(get_config(ctx).database_url, check_schema=False)
-    try:
+    with open_store(get_config(ctx).database_url, check_schema=False).guard() as store:
         rev = current(store.engine)
-    finally:
-        store.close()
     state = "up to date" if rev == head() else "run `mailer db upgrade`"
     typer.echo(f"{store.url}: revision {rev or 'none (empty)'}; code needs {head()} ({state})")
 

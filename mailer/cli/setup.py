@@ -26,8 +26,5 @@ def init(ctx: typer.Context) -> None:
     config = get_config(ctx)
     if ensure_secret_key(config.secret_key_file):
         typer.echo(f"wrote {config.secret_key_file} (token secret; keep it, do not commit it)")
-    store = open_store(config.database_url, check_schema=False)
-    try:
+    with open_store(config.database_url, check_schema=False).guard() as store:
         typer.echo(describe_upgrade(store.url, *upgrade(store.engine)))
-    finally:
-        store.close()

@@ -175,3 +175,14 @@ def test_database_errors_are_one_line(config_env: Path, monkeypatch: pytest.Monk
     _fails(runner.invoke(app, ["subscribers", "list"]), "unable to open database file")
     monkeypatch.setenv("MAILER_DATABASE_URL", f"sqlite:///{config_env}/empty.db")
     _fails(runner.invoke(app, ["subscribers", "list"]), "run `mailer init`")
+
+
+def test_database_failure_mid_command_is_one_line(cli: CliRunner, database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE subscribers RENAME TO subscribers_gone"))
+    engine.dispose()
+    result = run(cli, "subscribers", "count")
+    _fails(result, "database ")
+    assert "subscribers" in result.stderr
+    assert "does not exist" in result.stderr or "no such table" in result.stderr
