@@ -289,7 +289,10 @@ def _parse(
             if fields:
                 _read_back(row, fields_, fields)
         except InvalidAddress as exc:
-            yield Reject(line, str(exc)), fields_
+            reason = str(exc)
+            if end - line > 10:  # a quote left open swallows the lines after it
+                reason += f" (this record runs to line {end}: a quote not closed?)"
+            yield Reject(line, reason), fields_
             continue
         yield row, fields_
 

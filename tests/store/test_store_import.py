@@ -150,6 +150,14 @@ def test_invalid_rows_are_skipped_with_line_and_reason(store: Store, tmp_path: P
     assert _emails(store) == ["ok@example.org"]
 
 
+def test_unclosed_quote_is_pointed_out(store: Store, import_text: ImportText) -> None:
+    rows = "".join(f"u{i}@example.org,U\n" for i in range(20))
+    result = import_text(f'email,name\nok@example.org,Ok\n"a@example.org,A\n{rows}')
+    assert (result.added, result.rejected) == (1, 1)
+    assert result.rejects[0].line == 3
+    assert result.rejects[0].reason.endswith("(this record runs to line 23: a quote not closed?)")
+
+
 def test_bytes_that_are_not_utf8_reject_only_their_row(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"email,name\na@example.org,Ann\nb@example.org,Jos\xe9\n")
