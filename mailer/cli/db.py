@@ -6,7 +6,7 @@ import typer
 
 from mailer.cli.app import app, get_config
 from mailer.store.db import open_store
-from mailer.store.schema import current, head, upgrade
+from mailer.store.schema import current, head, make_revision, upgrade
 
 db_app = typer.Typer(help="The subscriber database's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -26,6 +26,14 @@ def db_current(ctx: typer.Context) -> None:
         rev = current(store.engine)
     state = "up to date" if rev == head() else "run `mailer db upgrade`"
     typer.echo(f"{store.url}: revision {rev or 'none (empty)'}; code needs {head()} ({state})")
+
+
+@db_app.command("revision", hidden=True)
+def db_revision(ctx: typer.Context, message: str) -> None:
+    """(Developers) Write a new migration from the models' changes; review it."""
+    with open_store(get_config(ctx).database_url).guard() as store:
+        path = make_revision(store.engine, message)
+    typer.echo(f"wrote {path}: review it, then set HEAD in mailer/store/schema.py")
 
 
 def describe_upgrade(url: str, before: str | None, after: str) -> str:

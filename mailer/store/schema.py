@@ -174,3 +174,19 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
             conn.commit()
+
+
+def make_revision(engine: Engine, message: str) -> str:
+    """For developers: write a new revision from the difference between ``engine``'s
+    database (at head) and the models; returns the new file's path. Review it, then bump
+    :data:`HEAD`."""
+    from alembic import command
+
+    check_current(engine)
+    number = f"{len(revisions()) + 1:04d}"
+    with engine.connect() as conn:
+        script = command.revision(
+            _alembic_config(conn), message=message, autogenerate=True, rev_id=number
+        )
+    assert script is not None and not isinstance(script, list)
+    return str(script.path)

@@ -77,14 +77,19 @@ def test_older_database_asks_for_upgrade(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = create_db_engine(database_url)
-    schema.upgrade(engine)
+    revisions = schema.revisions()
+    if len(revisions) > 1:
+        schema.upgrade(engine, revisions[-2])
+        older = revisions[-2]
+    else:  # one revision so far: pretend the code has a newer one
+        schema.upgrade(engine)
+        older = revisions[0]
+        monkeypatch.setattr(schema, "HEAD", "9999")
+        monkeypatch.setattr(schema, "head", lambda: "9999")
+        monkeypatch.setattr(schema, "revisions", lambda: [*revisions, "9999"])
     engine.dispose()
-    # Pretend the code has a newer revision than the one the database is at.
-    monkeypatch.setattr(schema, "HEAD", "0002")
-    monkeypatch.setattr(schema, "head", lambda: "0002")
-    monkeypatch.setattr(schema, "revisions", lambda: ["0001", "0002"])
     with pytest.raises(
-        SchemaMismatch, match=r"at schema revision 0001; .* run `mailer db upgrade`"
+        SchemaMismatch, match=rf"at schema revision {older}; .* run `mailer db upgrade`"
     ):
         open_store(database_url)
 
