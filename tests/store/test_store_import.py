@@ -252,7 +252,10 @@ def _write_rows(path: Path, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_killed_import_leaves_nothing(store: Store, database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_import_leaves_nothing(
+    store: Store, database_url: str, tmp_path: Path, sig: signal.Signals
+) -> None:
     add_subscriber(store, "before@example.org")
     path = tmp_path / "big.csv"
     _write_rows(path, 200_000)
@@ -274,9 +277,14 @@ def test_killed_import_leaves_nothing(store: Store, database_url: str, tmp_path:
         if not line or (line.startswith("...") and int(line.split()[1]) >= 20_000):
             break
     assert line.startswith("..."), f"import did not report progress: {line!r}"
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:  # Ctrl-C: rolled back, one line, exit 130
+        assert proc.returncode == 130, rest
+        assert rest.splitlines()[-1] == "interrupted"
     assert _emails(store) == ["before@example.org"]
     # And the database is still usable: the next import commits.
     _write_rows(path, 100)
