@@ -38,8 +38,11 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from sqlalchemy import (
+    Boolean,
+    Column,
     ColumnElement,
     Connection,
+    MetaData,
     String,
     Table,
     any_,
@@ -355,6 +358,7 @@ class _Importer:
         self.db_now = self.when(self.now)
         # Rows with a higher id were added by this import: seen again, they are duplicates.
         self.first_new_id = (conn.scalar(select(func.max(_SUBSCRIBERS.c.id))) or 0) + 1
+        self.seen: Table | None = None  # see _seen_before
         self.any_forgotten = conn.scalar(select(func.count()).select_from(ForgottenAddress))
 
     def among(self, column: Any, values: list[str]) -> ColumnElement[bool]:
@@ -403,8 +407,20 @@ class _Importer:
             self._insert(new)
         changes: list[dict[str, Any]] = []
         status_changes: list[tuple[int, SubscriberStatus, str]] = []
+        # Addresses on the list before this import, merged from an earlier chunk already.
+        old = [key for key, current in existing.items() if current.id < self.first_new_id]
+        seen = self._seen_before(old)
+        first_seen: dict[str, bool] = {}
+        now_updated: list[str] = []
         for key, current in existing.items():
-            self._merge_existing(merged[key], current, changes, status_changes)
+            earlier = seen.get(key)
+            changed = self._merge_existing(merged[key], current, earlier, changes, status_changes)
+            if current.id < self.first_new_id:
+                if earlier is None:
+                    first_seen[key] = changed
+                elif changed and not earlier:
+                    now_updated.append(key)
+        self._remember(first_seen, now_updated)
         if changes:
             self.conn.execute(
                 update(_SUBSCRIBERS)
@@ -418,6 +434,44 @@ class _Importer:
             )
         if status_changes:
             self._change_statuses(status_changes)
+
+    def _seen_before(self, keys: list[str]) -> dict[str, bool]:
+        """Of these addresses (on the list before the import), those an earlier chunk
+        already merged, with whether that counted as updated. A temporary table keeps the
+        memory flat however long the file."""
+        if not keys:
+            return {}
+        if self.seen is None:
+            self.seen = Table(
+                "mailer_import_seen",
+                MetaData(),
+                Column("email_key", String(320), primary_key=True),
+                Column("updated", Boolean, nullable=False),
+                prefixes=["TEMPORARY"],
+                postgresql_on_commit="DROP",
+                sqlite_with_rowid=False,
+            )
+            self.seen.create(self.conn)
+        c = self.seen.c
+        query = select(c.email_key, c.updated).where(self.among(c.email_key, keys))
+        return {key: bool(updated) for key, updated in self.conn.execute(query)}
+
+    def _remember(self, first_seen: dict[str, bool], now_updated: list[str]) -> None:
+        assert self.seen is not None or not (first_seen or now_updated)
+        if first_seen and self.seen is not None:
+            if self.conn.dialect.paramstyle == "qmark":  # SQLite: skip per-row processing
+                self.conn.exec_driver_sql(
+                    "INSERT INTO temp.mailer_import_seen VALUES (?, ?)", list(first_seen.items())
+                )
+            else:
+                rows = [{"email_key": k, "updated": u} for k, u in first_seen.items()]
+                self.conn.execute(insert(self.seen), rows)
+        if now_updated and self.seen is not None:
+            self.conn.execute(
+                update(self.seen)
+                .where(self.among(self.seen.c.email_key, now_updated))
+                .values(updated=True)
+            )
 
     def _drop_forgotten(self, rows: list[_Row], raw: dict[int, list[str]]) -> list[_Row]:
         hashes = {address_hash(row.key): row.key for row in rows}
@@ -479,12 +533,16 @@ class _Importer:
         self,
         row: _Row,
         current: Any,
+        earlier: bool | None,
         changes: list[dict[str, Any]],
         status_changes: list[tuple[int, SubscriberStatus, str]],
-    ) -> None:
+    ) -> bool:
+        """Merge a row into a subscriber already on the list; count it; return whether it
+        changed anything. ``earlier``: None if this is the first time the import meets
+        the address, else whether that first time counted as updated."""
         name = row.name or current.name
         attributes = {**current.attributes, **row.attributes}
-        changed = name != current.name or attributes != current.attributes
+        changed = bool(name != current.name or attributes != current.attributes)
         if changed:
             changes.append({"_id": current.id, "_name": name, "_attributes": attributes})
         target = row.status or SubscriberStatus.ACTIVE
@@ -496,14 +554,20 @@ class _Importer:
                 status_changes.append((current.id, target, "--resubscribe"))
                 self.result.resubscribed += 1
                 changed = True
-            else:
+            elif earlier is None:
                 self.result.kept_inactive += 1
         if current.id >= self.first_new_id:
+            self.result.duplicates += 1  # added by this import
+        elif earlier is not None:
             self.result.duplicates += 1
+            if changed and not earlier:  # the address counts as updated after all
+                self.result.unchanged -= 1
+                self.result.updated += 1
         elif changed:
             self.result.updated += 1
         else:
             self.result.unchanged += 1
+        return changed
 
     def _change_statuses(self, wanted: list[tuple[int, SubscriberStatus, str]]) -> None:
         # Rare (an explicit --resubscribe, or a file listing unsubscribes): the ORM path,
@@ -621,6 +685,11 @@ def _run(
         except BaseException:
             conn.rollback()
             raise
+        finally:
+            if importer.seen is not None and conn.dialect.name == "sqlite":
+                # PostgreSQL drops it at commit; SQLite keeps it on the pooled connection.
+                conn.exec_driver_sql("DROP TABLE IF EXISTS temp.mailer_import_seen")
+                conn.commit()
     if progress is not None:
         progress(result.rows)
     return result
