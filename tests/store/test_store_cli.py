@@ -148,6 +148,9 @@ def test_import_errors(cli: CliRunner, config_env: Path) -> None:
         run(cli, "subscribers", "import", "names.csv"),
         "names.csv: the header row has no 'email' column (found 'name', 'org')",
     )
+    # Nothing half-written: no rejects file from a failed import, no temporary left over.
+    _fails(run(cli, "subscribers", "import", "names.csv", "--rejects", "r.csv"), "no 'email'")
+    assert not [p for p in config_env.iterdir() if p.name.startswith(("r.csv", ".r.csv"))]
     _fails(
         run(cli, "subscribers", "import", "names.csv", "--rejects", "no/such/dir/r.csv"),
         "cannot write no/such/dir/r.csv",
