@@ -201,6 +201,8 @@ def import_csv(
         raise CsvError(f"{name}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
         raise CsvError(f"{name}: unreadable CSV: {exc}") from None
+    except OSError as exc:  # reading the file or writing the rejects failed midway
+        raise CsvError(f"{name}: {exc.strerror or exc}; nothing was imported") from None
 
 
 def _read_header(text: IO[str], name: str) -> tuple[list[str], str, int]:
