@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mailer.cli import compose, setup  # noqa: F401  (registers commands)
+# Imported for their side effect: each registers its commands on `app`.
+from mailer.cli import compose, db, setup, subscribers  # noqa: F401
 from mailer.cli.app import app
 
 

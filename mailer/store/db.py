@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
@@ -66,6 +68,17 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def guard(self) -> Iterator[Store]:
+        """Use the store; a database failure (server gone, SQLite locked too long) becomes one
+        DatabaseUnavailable line instead of a driver traceback. Closes the store after."""
+        try:
+            yield self
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"database {self.url}: {_first_line(exc.orig)}") from None
+        finally:
+            self.close()
+
 
 def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> Store:
     """Open the database at ``url``; refuse one whose schema is not this code's."""
@@ -75,14 +88,18 @@ def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> 
     try:
         with engine.connect():
             pass
-    except OperationalError as exc:
+    except DBAPIError as exc:  # cannot connect, or (SQLite) not a database file
         engine.dispose()
         raise DatabaseUnavailable(
             f"cannot open database {redacted(url)}: {_first_line(exc.orig)}"
         ) from None
     store = Store(engine)
     if check_schema:
-        schema.check_current(store.engine)
+        try:
+            schema.check_current(store.engine)
+        except BaseException:
+            store.close()
+            raise
     return store
 
 
