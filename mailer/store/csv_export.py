@@ -18,18 +18,9 @@ from sqlalchemy import Connection, Table, select, text
 
 from mailer.store.db import Store
 from mailer.store.models import Subscriber
+from mailer.store.subscribers import FIELD_COLUMNS
 
-COLUMNS = (
-    "uid",
-    "email",
-    "name",
-    "status",
-    "created_at",
-    "updated_at",
-    "status_changed_at",
-    "status_source",
-    "status_reason",
-)
+COLUMNS = FIELD_COLUMNS  # export writes exactly what import reads back
 BATCH = 5000
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
