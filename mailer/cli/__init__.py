@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailer.cli import setup  # noqa: F401  (registers commands)
+from mailer.cli import web as _web  # noqa: F401  (mailer serve)
 from mailer.cli.app import app
 
 
