@@ -20,9 +20,12 @@ def serve(
     """
     import uvicorn
 
+    from mailer.store.db import open_store
     from mailer.web import create_app
 
     config = get_config(ctx)
-    web_app = create_app(config)
+    web_app = create_app(config)  # checks the secret key
+    # Fail here with one clear line, not in uvicorn's start-up with a traceback.
+    open_store(config.database_url).close()
     typer.echo(f"serving {config.name} on http://{host}:{port} (public URL {config.base_url})")
     uvicorn.run(web_app, host=host, port=port, server_header=False, log_level="info")
