@@ -10,7 +10,8 @@ any of them into one line on stderr and a non-zero exit, never a traceback::
     │   ├── DatabaseUnavailable    cannot connect / open
     │   ├── SchemaMismatch         database is older or newer than the code
     │   ├── InvalidAddress         an address or name fails validation
-    │   └── NotFound               no such subscriber / issue
+    │   ├── NotFound               no such subscriber / issue
+    │   └── CsvError               a CSV file cannot be read or has no email column
     ├── TokenError             a malformed, forged or unknown unsubscribe token
     └── SendError              delivery
         ├── TransportError         auth, TLS or connection failure: the run stops
@@ -52,6 +53,10 @@ class InvalidAddress(StoreError):
 
 class NotFound(StoreError):
     """A subscriber or issue does not exist."""
+
+
+class CsvError(StoreError):
+    """A subscriber CSV file cannot be read, or its header has no email column."""
 
 
 class TokenError(MailerError):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from mailer.cli import setup  # noqa: F401  (registers commands)
-from mailer.cli import web as _web  # noqa: F401  (mailer serve)
+from mailer.cli import (
+    db,  # noqa: F401  (registers commands)
+    setup,  # noqa: F401  (registers commands)
+    subscribers,  # noqa: F401
+    web,  # noqa: F401  (mailer serve)
+)
 from mailer.cli.app import app
 
 

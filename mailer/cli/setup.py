@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from mailer.cli.app import app, config_file, get_config
+from mailer.cli.db import describe_upgrade
 from mailer.config import config_path, ensure_secret_key, write_starter
+from mailer.store.db import open_store
+from mailer.store.schema import upgrade
 
 
 @app.command()
@@ -23,4 +26,8 @@ def init(ctx: typer.Context) -> None:
     config = get_config(ctx)
     if ensure_secret_key(config.secret_key_file):
         typer.echo(f"wrote {config.secret_key_file} (token secret; keep it, do not commit it)")
-    # The database step is added by the store (mailer.store.schema.upgrade).
+    store = open_store(config.database_url, check_schema=False)
+    try:
+        typer.echo(describe_upgrade(store.url, *upgrade(store.engine)))
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
@@ -75,14 +75,18 @@ def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> 
     try:
         with engine.connect():
             pass
-    except OperationalError as exc:
+    except DBAPIError as exc:  # cannot connect, or (SQLite) not a database file
         engine.dispose()
         raise DatabaseUnavailable(
             f"cannot open database {redacted(url)}: {_first_line(exc.orig)}"
         ) from None
     store = Store(engine)
     if check_schema:
-        schema.check_current(store.engine)
+        try:
+            schema.check_current(store.engine)
+        except BaseException:
+            store.close()
+            raise
     return store
 
 

@@ -23,7 +23,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
 NAMING = {
@@ -37,6 +39,29 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite has none and would hand back naive values,
+    so values are stored as naive UTC there and read back as aware UTC. Naive input is taken
+    as UTC. Comparisons in Python then work the same on both backends.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -91,11 +116,9 @@ class Subscriber(Base):
         _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.ACTIVE, index=True
     )
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Why and how the status last changed: e.g. source "one-click", reason "List-Unsubscribe".
     status_source: Mapped[str] = mapped_column(String(32), default="")
     status_reason: Mapped[str] = mapped_column(Text, default="")
@@ -117,7 +140,7 @@ class SubscriberEvent(Base):
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     old_status: Mapped[str] = mapped_column(String(16), default="")
     new_status: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(32))
@@ -135,7 +158,7 @@ class ForgottenAddress(Base):
     __tablename__ = "forgotten_addresses"
 
     address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    forgotten_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Issue(Base):
@@ -154,8 +177,8 @@ class Issue(Base):
     )
     # The web version (no subscriber data), served by the archive exactly as it was sent.
     web_html: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Delivery(Base):
@@ -178,7 +201,5 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_reply: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(255), default="")
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from mailer.config import Config
+from mailer.store import subscribers
 from mailer.store.db import Store
 from mailer.store.models import (
     Issue,
@@ -19,12 +20,19 @@ from mailer.tokens import make_token, new_uid
 
 
 def add_subscriber(
-    store: Store, email: str, status: SubscriberStatus = SubscriberStatus.ACTIVE, **fields: object
+    store: Store, email: str, status: SubscriberStatus = SubscriberStatus.ACTIVE
 ) -> Subscriber:
+    """A subscriber added as `mailer subscribers add` does, then given ``status``."""
+    subscriber = subscribers.add_subscriber(store, email)
+    if status != SubscriberStatus.ACTIVE:
+        subscriber, _ = subscribers.set_status(store, email, status, source="test")
+    return subscriber
+
+
+def raw_subscriber(store: Store, email: str) -> Subscriber:
+    """A row the store's validation would refuse (to test the pages' escaping)."""
     with store.session() as session, session.begin():
-        subscriber = Subscriber(
-            uid=new_uid(), email=email, email_key=email.lower(), status=status, **fields
-        )
+        subscriber = Subscriber(uid=new_uid(), email=email, email_key=email.lower())
         session.add(subscriber)
     return subscriber
 

@@ -1,0 +1,226 @@
+"""`mailer subscribers ...`: the list, by hand or by CSV."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from mailer.cli.app import app, get_config
+from mailer.errors import CsvError, InvalidAddress
+from mailer.store.csv_export import export_csv
+from mailer.store.csv_import import ImportResult, import_file
+from mailer.store.db import Store, open_store
+from mailer.store.models import Subscriber, SubscriberStatus
+from mailer.store.subscribers import (
+    add_subscriber,
+    count_by_status,
+    forget,
+    get_subscriber,
+    list_subscribers,
+    remove_subscriber,
+    set_status,
+)
+
+subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[Store]:
+    store = open_store(get_config(ctx).database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _attrs(pairs: list[str]) -> dict[str, str]:
+    attributes = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise InvalidAddress(f"--attr {pair!r}: expected key=value")
+        attributes[key.strip()] = value
+    return attributes
+
+
+@subscribers_app.command("add")
+def add(
+    ctx: typer.Context,
+    email: str,
+    name: str = typer.Option("", "--name", help="Display name."),
+    attr: list[str] = typer.Option([], "--attr", help="An attribute key=value (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Add a forgotten address back."),
+) -> None:
+    """Add an active subscriber."""
+    with _store(ctx) as store:
+        subscriber = add_subscriber(store, email, name=name, attributes=_attrs(attr), force=force)
+    typer.echo(f"added {subscriber.email}")
+
+
+@subscribers_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    email: str,
+    force: bool = typer.Option(False, "--force", help="Remove even if unsubscribed."),
+) -> None:
+    """Delete a subscriber (with their history). Prefer `unsubscribe`, or `forget` (GDPR)."""
+    with _store(ctx) as store:
+        subscriber = remove_subscriber(store, email, force=force)
+    typer.echo(f"removed {subscriber.email}")
+
+
+@subscribers_app.command("show")
+def show(ctx: typer.Context, email: str) -> None:
+    """Show one subscriber and their status history."""
+    with _store(ctx) as store:
+        s = get_subscriber(store, email)
+    typer.echo(f"email:      {s.email}")
+    typer.echo(f"name:       {s.name}")
+    typer.echo(f"status:     {s.status} since {s.status_changed_at:%Y-%m-%d %H:%M} UTC")
+    typer.echo(
+        f"            ({s.status_source}{': ' + s.status_reason if s.status_reason else ''})"
+    )
+    typer.echo(f"created:    {s.created_at:%Y-%m-%d %H:%M} UTC")
+    for key, value in sorted(s.attributes.items()):
+        typer.echo(f"{key + ':':<11} {value}")
+    for e in s.events:
+        typer.echo(
+            f"history:    {e.at:%Y-%m-%d %H:%M} {e.old_status or '-'} -> {e.new_status} "
+            f"({e.source}{': ' + e.reason if e.reason else ''})"
+        )
+
+
+@subscribers_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: SubscriberStatus | None = typer.Option(None, "--status", help="Only this status."),
+) -> None:
+    """List subscribers: email, status, name (tab-separated)."""
+    with _store(ctx) as store:
+        for s in list_subscribers(store, status):
+            typer.echo(_line(s))
+
+
+def _line(s: Subscriber) -> str:
+    return f"{s.email}\t{s.status}\t{s.name}"
+
+
+@subscribers_app.command("count")
+def count(ctx: typer.Context) -> None:
+    """Number of subscribers per status."""
+    with _store(ctx) as store:
+        counts = count_by_status(store)
+    for status, n in counts.items():
+        typer.echo(f"{status:<13} {n}")
+    typer.echo(f"{'total':<13} {sum(counts.values())}")
+
+
+@subscribers_app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: str = typer.Argument(..., help="CSV file, or - for standard input."),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", help="Write the skipped rows, with line and reason, to this CSV."
+    ),
+    resubscribe: bool = typer.Option(
+        False, "--resubscribe", help="Make listed unsubscribed/bounced addresses active again."
+    ),
+    progress: bool = typer.Option(
+        False, "--progress", help="Report progress on stderr (default: when it is a terminal)."
+    ),
+) -> None:
+    """Import subscribers from CSV (header: email, optional name, more columns = attributes)."""
+
+    def report(rows: int) -> None:
+        typer.echo(f"... {rows} rows", err=True)
+
+    show_progress = progress or sys.stderr.isatty()
+    with _store(ctx) as store:
+        result = import_file(
+            store,
+            file,
+            rejects=rejects,
+            resubscribe=resubscribe,
+            progress=report if show_progress else None,
+        )
+    _summary(result, rejects)
+
+
+def _summary(result: ImportResult, rejects: Path | None) -> None:
+    for reject in result.rejects:
+        typer.echo(f"line {reject.line}: {reject.reason}", err=True)
+    if result.rejected > len(result.rejects):
+        more = result.rejected - len(result.rejects)
+        where = f" (all in {rejects})" if rejects else " (use --rejects FILE to list them all)"
+        typer.echo(f"... and {more} more rejected rows{where}", err=True)
+    typer.echo(
+        f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, "
+        f"rejected {result.rejected}"
+        + (f", duplicates merged {result.duplicates}" if result.duplicates else "")
+    )
+    if result.resubscribed:
+        typer.echo(f"resubscribed {result.resubscribed} (logged with source 'import')")
+    if result.kept_inactive:
+        typer.echo(
+            f"{result.kept_inactive} listed addresses stay unsubscribed, bounced or complained "
+            "(--resubscribe to reactivate them)"
+        )
+
+
+@subscribers_app.command("export")
+def export(
+    ctx: typer.Context,
+    file: Path | None = typer.Argument(None, help="Output CSV (default: standard output)."),
+) -> None:
+    """Export every subscriber as CSV (readable by `import`)."""
+    with _store(ctx) as store:
+        if file is None:
+            export_csv(store, sys.stdout)
+            return
+        try:
+            out = file.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise CsvError(f"cannot write {file}: {exc.strerror or exc}") from None
+        with out:
+            n = export_csv(store, out)
+    typer.echo(f"exported {n} subscribers to {file}")
+
+
+@subscribers_app.command("unsubscribe")
+def unsubscribe(
+    ctx: typer.Context,
+    email: str,
+    reason: str = typer.Option("", "--reason", help="Why (kept in the history)."),
+) -> None:
+    """Unsubscribe an address (e.g. a request by email)."""
+    with _store(ctx) as store:
+        s, changed = set_status(store, email, SubscriberStatus.UNSUBSCRIBED, reason=reason)
+    typer.echo(f"unsubscribed {s.email}" if changed else f"{s.email} was already unsubscribed")
+
+
+@subscribers_app.command("resubscribe")
+def resubscribe(
+    ctx: typer.Context,
+    email: str,
+    reason: str = typer.Option("", "--reason", help="Why (kept in the history)."),
+) -> None:
+    """Make an unsubscribed, bounced or complained address active again (logged)."""
+    with _store(ctx) as store:
+        s, changed = set_status(store, email, SubscriberStatus.ACTIVE, reason=reason)
+    typer.echo(f"resubscribed {s.email}" if changed else f"{s.email} was already active")
+
+
+@subscribers_app.command("forget")
+def forget_(ctx: typer.Context, email: str) -> None:
+    """Erase an address and everything about it (GDPR); block it from future imports."""
+    with _store(ctx) as store:
+        done = forget(store, email)
+    if done.was_subscribed:
+        typer.echo(f"forgot {done.email}: subscriber, history and deliveries erased")
+    else:
+        typer.echo(f"{done.email} was not on the list; recorded so imports will skip it")
