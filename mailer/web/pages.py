@@ -63,6 +63,7 @@ class Pages:
             "error.html.j2",
             status_code,
             {**PRIVATE, **(headers or {})},
+            code=status_code,
             title=title,
             message=message,
         )
