@@ -28,4 +28,5 @@ def serve(
     # Fail here with one clear line, not in uvicorn's start-up with a traceback.
     open_store(config.database_url).close()
     typer.echo(f"serving {config.name} on http://{host}:{port} (public URL {config.base_url})")
-    uvicorn.run(web_app, host=host, port=port, server_header=False, log_level="info")
+    # No access log: its lines would hold the tokens (the proxy's log is the place for one).
+    uvicorn.run(web_app, host=host, port=port, server_header=False, access_log=False)

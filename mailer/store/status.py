@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from mailer.store.models import Subscriber, SubscriberEvent, SubscriberStatus, utcnow
@@ -42,3 +46,57 @@ def change_status(
         )
     )
     return True
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One row of :func:`change_statuses`: ``old`` is the status the caller read (locked)."""
+
+    subscriber_id: int
+    old: SubscriberStatus
+    new: SubscriberStatus
+    source: str
+    reason: str = ""
+    issue_id: int | None = None
+
+
+def change_statuses(session: Session, changes: Sequence[StatusChange]) -> None:
+    """What :func:`change_status` does, for many subscribers in two statements.
+
+    For hot paths (the web app's batched one-click unsubscribes): one executemany UPDATE by
+    primary key and one multi-row INSERT into the history. The caller has read each ``old``
+    in this transaction, under a lock, and left out changes that change nothing.
+    """
+    if not changes:
+        return
+    now = utcnow()
+    session.execute(
+        update(Subscriber),
+        [
+            {
+                "id": c.subscriber_id,
+                "status": c.new,
+                "status_changed_at": now,
+                "status_source": c.source,
+                "status_reason": c.reason,
+                "status_issue_id": c.issue_id,
+                "updated_at": now,
+            }
+            for c in changes
+        ],
+    )
+    session.execute(
+        insert(SubscriberEvent),
+        [
+            {
+                "subscriber_id": c.subscriber_id,
+                "at": now,
+                "old_status": c.old.value,
+                "new_status": c.new.value,
+                "source": c.source,
+                "reason": c.reason,
+                "issue_id": c.issue_id,
+            }
+            for c in changes
+        ],
+    )

@@ -35,11 +35,12 @@ from mailer.store.unsubscribe import (
     SOURCE_ONE_CLICK,
     SOURCE_PAGE,
     LinkState,
+    LinkUnsubscribe,
     link_state,
     resubscribe_by_link,
-    unsubscribe_by_link,
 )
 from mailer.tokens import TokenClaims, read_token
+from mailer.web.batching import UnsubscribeBatcher
 from mailer.web.feed import atom_feed
 from mailer.web.masking import mask_address
 from mailer.web.pages import PRIVATE, Pages
@@ -113,13 +114,9 @@ def create_app(config: Config | None = None) -> Starlette:
             if form is None:
                 return pages.error(413, "Request too large", "Nothing was changed.")
             source = SOURCE_PAGE if form.get(PAGE_FIELD[0]) == PAGE_FIELD[1] else SOURCE_ONE_CLICK
-            state = await run_in_threadpool(
-                lambda: unsubscribe_by_link(
-                    store_of(request),
-                    claims.subscriber_uid,
-                    claims.issue_number,
-                    source=source,
-                )
+            batcher: UnsubscribeBatcher = request.app.state.batcher
+            state = await batcher.unsubscribe(
+                LinkUnsubscribe(claims.subscriber_uid, claims.issue_number, source)
             )
             if state is None:
                 return not_found()
@@ -220,6 +217,7 @@ def create_app(config: Config | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await run_in_threadpool(open_store, config.database_url)
         app.state.store = store
+        app.state.batcher = UnsubscribeBatcher(store)
         try:
             yield
         finally:
