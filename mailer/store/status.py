@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from mailer.store.models import Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from mailer.store.models import Base, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
 
 
 def change_status(
@@ -60,43 +60,44 @@ class StatusChange:
     issue_id: int | None = None
 
 
-def change_statuses(session: Session, changes: Sequence[StatusChange]) -> None:
+_SUBSCRIBERS = Base.metadata.tables["subscribers"]
+_EVENTS = Base.metadata.tables["subscriber_events"]
+_SET_STATUS = (
+    update(_SUBSCRIBERS)
+    .where(_SUBSCRIBERS.c.id == bindparam("subscriber_id"))
+    .values(
+        status=bindparam("new_status"),
+        status_changed_at=bindparam("at"),
+        status_source=bindparam("source"),
+        status_reason=bindparam("reason"),
+        status_issue_id=bindparam("issue_id"),
+        updated_at=bindparam("at"),
+    )
+)
+_ADD_EVENT = insert(_EVENTS)
+
+
+def change_statuses(connection: Connection, changes: Sequence[StatusChange]) -> None:
     """What :func:`change_status` does, for many subscribers in two statements.
 
-    For hot paths (the web app's batched one-click unsubscribes): one executemany UPDATE by
-    primary key and one multi-row INSERT into the history. The caller has read each ``old``
-    in this transaction, under a lock, and left out changes that change nothing.
+    For hot paths (the web app's batched one-click unsubscribes): one executemany UPDATE and
+    one multi-row INSERT into the history, as Core statements built once. The caller has read
+    each ``old`` in this transaction, under a lock, and left out changes that change nothing.
     """
     if not changes:
         return
     now = utcnow()
-    session.execute(
-        update(Subscriber),
-        [
-            {
-                "id": c.subscriber_id,
-                "status": c.new,
-                "status_changed_at": now,
-                "status_source": c.source,
-                "status_reason": c.reason,
-                "status_issue_id": c.issue_id,
-                "updated_at": now,
-            }
-            for c in changes
-        ],
-    )
-    session.execute(
-        insert(SubscriberEvent),
-        [
-            {
-                "subscriber_id": c.subscriber_id,
-                "at": now,
-                "old_status": c.old.value,
-                "new_status": c.new.value,
-                "source": c.source,
-                "reason": c.reason,
-                "issue_id": c.issue_id,
-            }
-            for c in changes
-        ],
-    )
+    rows = [
+        {
+            "subscriber_id": c.subscriber_id,
+            "at": now,
+            "old_status": c.old.value,
+            "new_status": c.new.value,
+            "source": c.source,
+            "reason": c.reason,
+            "issue_id": c.issue_id,
+        }
+        for c in changes
+    ]
+    connection.execute(_SET_STATUS, rows)
+    connection.execute(_ADD_EVENT, rows)

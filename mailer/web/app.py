@@ -9,9 +9,10 @@ GET, can fetch an unsubscribe link any number of times and nothing happens.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+import gc
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from email.message import Message
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio
@@ -43,12 +44,14 @@ from mailer.tokens import TokenClaims, read_token
 from mailer.web.batching import UnsubscribeBatcher
 from mailer.web.feed import atom_feed
 from mailer.web.masking import mask_address
-from mailer.web.pages import PRIVATE, Pages
+from mailer.web.pages import Pages
 from mailer.web.security import ISSUE_POLICY, SecurityHeaders, base_headers, page_policy
 
 MAX_BODY = 64 * 1024  # a one-click body is 26 bytes; anything huge is not a mail provider
 HEALTH_TIMEOUT = 3.0  # seconds a load balancer waits for /healthz
 FEED_SIZE = 50
+DB_THREADS = 4
+T = TypeVar("T")
 PAGE_FIELD = ("via", "page")  # sent by the page's button: tells it from a one-click POST
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1
 
@@ -70,6 +73,11 @@ def create_app(config: Config | None = None) -> Starlette:
     keys = config.secret_keys()  # fail at start-up, not on the first click
     pages = Pages(config)
 
+    async def in_thread(function: Callable[..., T], *args: Any) -> T:
+        # A few worker threads at a time (see lifespan).
+        limiter: anyio.CapacityLimiter = app.state.db_threads
+        return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+
     def store_of(request: Request) -> Store:
         store: Store = request.app.state.store
         return store
@@ -84,15 +92,13 @@ def create_app(config: Config | None = None) -> Starlette:
         return pages.error(404, "Page not found", "This link is not valid (any more).")
 
     def link_page(state: LinkState, view: str, token: str, status_code: int = 200) -> HTMLResponse:
-        return pages.render(
-            "link.html.j2",
-            status_code,
-            PRIVATE,
-            view=view,
+        return pages.link(
+            view,
             masked=mask_address(state.email),
-            can_resubscribe=state.can_resubscribe,
             token=token,
+            can_resubscribe=state.can_resubscribe,
             contact=config.reply_to or config.from_address,
+            status_code=status_code,
         )
 
     class Unsubscribe(HTTPEndpoint):
@@ -100,7 +106,7 @@ def create_app(config: Config | None = None) -> Starlette:
             claims = claims_of(request)
             if claims is None:
                 return not_found()
-            state = await run_in_threadpool(link_state, store_of(request), claims.subscriber_uid)
+            state = await in_thread(link_state, store_of(request), claims.subscriber_uid)
             if state is None:
                 return not_found()
             view = "confirm" if state.status in _CAN_LEAVE else "already"
@@ -127,7 +133,7 @@ def create_app(config: Config | None = None) -> Starlette:
             claims = claims_of(request)
             if claims is None:
                 return not_found()
-            state = await run_in_threadpool(
+            state = await in_thread(
                 resubscribe_by_link,
                 store_of(request),
                 claims.subscriber_uid,
@@ -141,7 +147,7 @@ def create_app(config: Config | None = None) -> Starlette:
             return link_page(state, "refused", token, 409)
 
     async def archive(request: Request) -> Response:
-        issues = await run_in_threadpool(archived_issues, store_of(request))
+        issues = await in_thread(archived_issues, store_of(request))
         return pages.render(
             "archive.html.j2",
             headers={"Cache-Control": "public, max-age=300"},
@@ -149,9 +155,7 @@ def create_app(config: Config | None = None) -> Starlette:
         )
 
     async def issue(request: Request) -> Response:
-        html = await run_in_threadpool(
-            archived_web_html, store_of(request), request.path_params["slug"]
-        )
+        html = await in_thread(archived_web_html, store_of(request), request.path_params["slug"])
         if html is None:
             return not_found()
         return HTMLResponse(
@@ -163,7 +167,7 @@ def create_app(config: Config | None = None) -> Starlette:
         )
 
     async def feed(request: Request) -> Response:
-        issues = await run_in_threadpool(archived_issues, store_of(request), FEED_SIZE)
+        issues = await in_thread(archived_issues, store_of(request), FEED_SIZE)
         body = atom_feed(
             title=config.name,
             subtitle=config.tagline,
@@ -218,6 +222,12 @@ def create_app(config: Config | None = None) -> Starlette:
         store = await run_in_threadpool(open_store, config.database_url)
         app.state.store = store
         app.state.batcher = UnsubscribeBatcher(store)
+        # Database reads run in worker threads, a few at a time: more would only take turns
+        # at the GIL (and the connection pool) and stretch every request's latency.
+        app.state.db_threads = anyio.CapacityLimiter(DB_THREADS)
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # GC's full collections, which would otherwise pause every request in flight.
+        gc.freeze()
         try:
             yield
         finally:

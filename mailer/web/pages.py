@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from importlib.resources import files
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
 from mailer.config import Config
@@ -24,6 +25,10 @@ def _long_date(iso: str) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 
 
+_MARKERS = {name: f"\x00{name}\x00" for name in ("masked", "token")}
+_MARKER = re.compile("\x00(masked|token)\x00")
+
+
 class Pages:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -34,8 +39,10 @@ class Pages:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # templates ship with the package: no stat() per render
         )
         self.env.filters["long_date"] = _long_date
+        self._link_parts: dict[tuple[str, bool, str], tuple[str, ...]] = {}
         self.env.globals.update(
             newsletter=config.name,
             tagline=config.tagline,
@@ -55,6 +62,37 @@ class Pages:
     ) -> HTMLResponse:
         html = self.env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status_code, headers=headers)
+
+    def link(
+        self,
+        view: str,
+        *,
+        masked: str,
+        token: str,
+        can_resubscribe: bool,
+        contact: str,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        """A page of link.html.j2 (the unsubscribe link's pages, the hot path of a burst).
+
+        Rendered once per (view, can_resubscribe) with markers where the masked address and
+        the token go, then filled per request (escaped, as autoescape would) by a join.
+        """
+        key = (view, can_resubscribe, contact)
+        parts = self._link_parts.get(key)
+        if parts is None:
+            html = self.env.get_template("link.html.j2").render(
+                view=view,
+                can_resubscribe=can_resubscribe,
+                contact=contact,
+                masked=Markup(_MARKERS["masked"]),
+                token=Markup(_MARKERS["token"]),
+            )
+            parts = self._link_parts[key] = tuple(_MARKER.split(html))
+        values = {"masked": str(escape(masked)), "token": str(escape(token))}
+        # split() with a group: odd items are the marker names.
+        html = "".join(values[part] if i % 2 else part for i, part in enumerate(parts))
+        return HTMLResponse(html, status_code=status_code, headers=PRIVATE)
 
     def error(
         self, status_code: int, title: str, message: str, headers: dict[str, str] | None = None
