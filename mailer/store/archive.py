@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import DatabaseUnavailable
 from mailer.store.db import Store
-from mailer.store.models import Issue, IssueState
+from mailer.store.models import Base, IssueState
 
 # An issue is public from the moment its send starts: its first readers follow "view in
 # browser" while the rest of the list is still being sent to.
@@ -27,17 +27,29 @@ class ArchivedIssue:
     updated: dt.datetime  # when it finished (or started, while sending)
 
 
+_ISSUES = Base.metadata.tables["issues"]
+_PUBLIC_ISSUES = _ISSUES.c.state.in_([s.value for s in _PUBLIC]) & (_ISSUES.c.number > 0)
+# Core statements built once: the archive page is the app's most fetched.
+_LIST = (
+    select(
+        _ISSUES.c.slug,
+        _ISSUES.c.number,
+        _ISSUES.c.subject,
+        _ISSUES.c.date,
+        _ISSUES.c.created_at,
+        _ISSUES.c.sent_at,
+    )
+    .where(_PUBLIC_ISSUES)
+    .order_by(_ISSUES.c.date.desc(), _ISSUES.c.number.desc())
+)
+_WEB_HTML = select(_ISSUES.c.web_html).where(_PUBLIC_ISSUES, _ISSUES.c.slug == bindparam("slug"))
+
+
 def archived_issues(store: Store, limit: int | None = None) -> list[ArchivedIssue]:
     """Issues sent or being sent, newest first (by issue date, then number)."""
-    query = (
-        select(Issue.slug, Issue.number, Issue.subject, Issue.date, Issue.created_at, Issue.sent_at)
-        .where(Issue.state.in_(_PUBLIC), Issue.number > 0)
-        .order_by(Issue.date.desc(), Issue.number.desc())
-        .limit(limit)
-    )
     try:
-        with store.session() as session:
-            rows = session.execute(query).all()
+        with store.engine.connect() as conn:
+            rows = conn.execute(_LIST if limit is None else _LIST.limit(limit)).all()
     except DBAPIError as exc:
         raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
     return [
@@ -55,12 +67,10 @@ def archived_issues(store: Store, limit: int | None = None) -> list[ArchivedIssu
 
 def archived_web_html(store: Store, slug: str) -> str | None:
     """The web version of a sent issue, exactly as recorded; None if not public."""
-    query = select(Issue.web_html).where(
-        Issue.slug == slug, Issue.state.in_(_PUBLIC), Issue.number > 0
-    )
     try:
-        with store.session() as session:
-            return session.scalar(query)
+        with store.engine.connect() as conn:
+            html: str | None = conn.execute(_WEB_HTML, {"slug": slug}).scalar()
+            return html
     except DBAPIError as exc:
         raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
 
