@@ -155,6 +155,8 @@ def _build(data: dict[str, Any], *, root: Path, source: Path) -> Config:
     for key, value in values.items():
         default = getattr(defaults, key)
         typed[key] = _coerce(key, value, default, root)
+    for key in _PATH_KEYS:  # defaults too are relative to the config file's folder
+        typed.setdefault(key, root / getattr(defaults, key))
     config = Config(**typed)
     return _validate(config, source)
 

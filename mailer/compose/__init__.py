@@ -1,8 +1,9 @@
 """Compose: an issue folder -> Jinja2 -> MJML -> inlined HTML, plus a plain-text twin.
 
-Pure: no database, no network.
+Pure: no database, no network. The entry point is :func:`compose_issue`.
 """
 
+from mailer.compose.issue import Article, Issue, Section, load_issue
 from mailer.compose.model import (
     PERSONAL_FIELDS,
     ComposedIssue,
@@ -10,5 +11,18 @@ from mailer.compose.model import (
     PersonalTemplate,
     slot,
 )
+from mailer.compose.pipeline import GMAIL_CLIP_BYTES, compose_issue
 
-__all__ = ["PERSONAL_FIELDS", "ComposedIssue", "IssueMeta", "PersonalTemplate", "slot"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "PERSONAL_FIELDS",
+    "Article",
+    "ComposedIssue",
+    "Issue",
+    "IssueMeta",
+    "PersonalTemplate",
+    "Section",
+    "compose_issue",
+    "load_issue",
+    "slot",
+]

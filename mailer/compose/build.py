@@ -1,0 +1,112 @@
+"""`mailer build`: compose an issue, write index.html and index.txt, describe the result."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.compose.issue import load_issue
+from mailer.compose.layout import date_text
+from mailer.compose.model import ComposedIssue, IssueMeta
+from mailer.compose.pipeline import GMAIL_CLIP_BYTES, compose_loaded, size_warning
+from mailer.config import Config
+from mailer.tokens import TOKEN_LENGTH
+
+SAMPLE_NAME = "Sample Reader"
+SAMPLE_EMAIL = "reader@example.org"
+
+
+def sample_values(config: Config, meta: IssueMeta) -> dict[str, str]:
+    """A made-up subscriber, with an unsubscribe URL as long as a real one (for sizes)."""
+    token = "SAMPLE-NOT-A-VALID-TOKEN".ljust(TOKEN_LENGTH, "0")
+    return {
+        "name": SAMPLE_NAME,
+        "email": SAMPLE_EMAIL,
+        "unsubscribe_url": f"{config.base_url}/unsubscribe/{token}",
+        "web_url": web_url(config, meta),
+    }
+
+
+def web_url(config: Config, meta: IssueMeta) -> str:
+    """Where the web app (``mailer serve``) shows an issue's web version."""
+    return f"{config.base_url}/issues/{meta.slug}"
+
+
+@dataclass(frozen=True)
+class Built:
+    composed: ComposedIssue
+    html: str  # personalised with sample_values
+    text: str
+    sections: tuple[tuple[str, int], ...]  # (title, article count)
+    warnings: tuple[str, ...]
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def text_bytes(self) -> int:
+        return len(self.text.encode("utf-8"))
+
+
+def build(issue_dir: Path, config: Config) -> Built:
+    """Compose and personalise with the sample subscriber; nothing is written."""
+    issue = load_issue(issue_dir)
+    composed = compose_loaded(issue, config)
+    html, text = composed.personalise(sample_values(config, composed.meta))
+    sections = tuple((s.title, len(s.articles)) for s in issue.sections)
+    warnings = [w for w in composed.warnings if not w.startswith("HTML is ")]
+    warning = size_warning(len(html.encode("utf-8")))
+    if warning:
+        warnings.append(warning)
+    return Built(composed, html, text, sections, tuple(warnings))
+
+
+def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
+    """Write index.html and index.txt into ``out_dir`` (temp files, renamed once complete)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = (out_dir / "index.html", out_dir / "index.txt")
+    temps: list[str] = []
+    try:
+        for content in (built.html, built.text):
+            fd, tmp = tempfile.mkstemp(prefix=".build.", dir=out_dir)
+            temps.append(tmp)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(content)
+        for tmp, path in zip(temps, paths, strict=True):  # rename only once both are written
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+    return paths
+
+
+def report(built: Built, issue_dir: Path) -> list[str]:
+    """The one-screen summary `mailer build` prints."""
+    meta = built.composed.meta
+    lines = [
+        f"Issue #{meta.number}, {date_text(meta.date)}: {meta.subject}",
+        f"  from {issue_dir}",
+        "Sections:",
+    ]
+    labels = [(title or "(lead, untitled)", count) for title, count in built.sections]
+    width = min(max(len(label) for label, _ in labels), 48)
+    for label, count in labels:
+        plural = "article" if count == 1 else "articles"
+        lines.append(f"  {label[:width]:<{width}}  {count:>3} {plural}")
+    total = sum(count for _, count in built.sections)
+    share = 100 * built.html_bytes / GMAIL_CLIP_BYTES
+    lines += [
+        f"Articles: {total}",
+        f"HTML:     {built.html_bytes:,} bytes ({share:.0f}% of Gmail's "
+        f"{GMAIL_CLIP_BYTES // 1000} KB clipping limit)",
+        f"Text:     {built.text_bytes:,} bytes",
+    ]
+    if built.warnings:
+        lines.append(f"Warnings: {len(built.warnings)}")
+        lines += [f"  ! {w}" for w in built.warnings]
+    else:
+        lines.append("Warnings: none")
+    return lines

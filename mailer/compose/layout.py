@@ -1,0 +1,147 @@
+"""Stage 2: the Jinja2 layout in ``layouts/`` turns the parsed issue into MJML.
+
+Autoescape is on (titles and config values are text, snippet bodies arrive as Markup from the
+Markdown stage) and undefined variables are errors, reported with the layout's file and line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mailer.compose.markdown import ParsedIssue
+from mailer.compose.model import PERSONAL_FIELDS, slot
+from mailer.config import Config
+from mailer.errors import IssueError
+
+LAYOUT = "newsletter.mjml.j2"  # the email's layout, in config.layouts_dir
+
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+
+def date_text(d: dt.date) -> str:
+    """'May 5, 2022': fixed English month names, whatever the machine's locale."""
+    return f"{_MONTHS[d.month - 1]} {d.day}, {d.year}"
+
+
+def layout_context(parsed: ParsedIssue, config: Config, *, web: bool) -> dict[str, Any]:
+    """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``web``, ``slot()``."""
+    issue = parsed.issue
+    sections = [
+        {
+            "title": section.title,
+            "articles": [
+                {
+                    "slug": a.slug,
+                    "title": a.title,
+                    "html": parsed.html[a.slug],
+                    "link": a.link,
+                    "link_text": a.link_text,
+                    "image": a.image,
+                    "alt": a.alt,
+                    "author": a.author,
+                }
+                for a in section.articles
+            ],
+        }
+        for section in issue.sections
+    ]
+    return {
+        "newsletter": {
+            "name": config.name,
+            "tagline": config.tagline,
+            "copyright": config.copyright,
+            "postal_address": config.postal_address,
+            "why_received": config.why_received,
+            "base_url": config.base_url,
+        },
+        "issue": {
+            "number": issue.meta.number,
+            "date": issue.meta.date,
+            "date_text": date_text(issue.meta.date),
+            "subject": issue.meta.subject,
+            "preheader": issue.meta.preheader,
+            "slug": issue.meta.slug,
+            "notice": parsed.notice_html,
+        },
+        "sections": sections,
+        "web": web,
+    }
+
+
+def _slot(name: str) -> str:
+    if name not in PERSONAL_FIELDS:
+        raise jinja2.UndefinedError(
+            f"slot({name!r}) is not a personal field (one of {', '.join(PERSONAL_FIELDS)})"
+        )
+    return slot(name)
+
+
+def environment(layouts_dir: Path) -> jinja2.Environment:
+    if not layouts_dir.is_dir():
+        raise IssueError(
+            f"{layouts_dir}: layouts folder not found (set layouts_dir in mailer.toml)"
+        )
+    return _environment(layouts_dir.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(layouts_dir: Path) -> jinja2.Environment:
+    # Cached so templates compile once; Jinja reloads a template whose file has changed.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(layouts_dir),
+        autoescape=True,  # MJML is markup: escape every value that is not Markup already
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["slot"] = _slot
+    return env
+
+
+def render_layout(context: dict[str, Any], layouts_dir: Path, name: str = LAYOUT) -> str:
+    """Render ``layouts_dir/name`` to MJML; IssueError naming the layout file and line."""
+    env = environment(layouts_dir)
+    path = layouts_dir / name
+    try:
+        template = env.get_template(name)
+        return template.render(context)
+    except jinja2.TemplateNotFound as exc:
+        raise IssueError(f"{layouts_dir / str(exc.name)}: layout not found") from None
+    except jinja2.TemplateSyntaxError as exc:
+        where = Path(exc.filename) if exc.filename else path
+        raise IssueError(f"{where}:{exc.lineno}: layout syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise IssueError(f"{_template_line(exc, path)}: unknown template variable: {exc}") from None
+    except jinja2.TemplateError as exc:
+        raise IssueError(f"{_template_line(exc, path)}: layout error: {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # e.g. a filter on the wrong type
+        raise IssueError(f"{_template_line(exc, path)}: layout error: {exc}") from None
+
+
+def _template_line(exc: BaseException, default: Path) -> str:
+    """``file:line`` of the innermost template frame (Jinja rewrites tracebacks to them)."""
+    found = str(default)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith((".j2", ".mjml", ".html")) and frame.lineno:
+            found = f"{frame.filename}:{frame.lineno}"
+    return found

@@ -1,0 +1,53 @@
+"""Stage 5: the plain-text twin, written from the parsed snippets (never scraped from HTML).
+
+Masthead, notice, sections (underlined headings), articles (bullets, link URLs in <...>,
+"Read more: URL"), then the footer with the unsubscribe URL on a line of its own. Every line
+fits in 78 columns except a single URL longer than that, which is never broken.
+"""
+
+from __future__ import annotations
+
+from mailer.compose.layout import date_text
+from mailer.compose.markdown import ParsedIssue, to_text, wrap
+from mailer.compose.model import slot
+from mailer.config import Config
+
+WIDTH = 78
+
+
+def _underline(title: str, char: str) -> str:
+    wrapped = wrap(title, WIDTH)
+    return wrapped + "\n" + char * max(len(line) for line in wrapped.split("\n"))
+
+
+def render_text(parsed: ParsedIssue, config: Config) -> str:
+    issue = parsed.issue
+    blocks: list[str] = [_underline(config.name, "=")]
+    if config.tagline:
+        blocks[-1] += "\n" + wrap(config.tagline, WIDTH)
+    blocks[-1] += f"\nNewsletter #{issue.meta.number} | {date_text(issue.meta.date)}"
+    blocks.append("View this issue in your browser:\n" + slot("web_url"))
+    if parsed.notice:
+        blocks.append(to_text(parsed.notice, WIDTH))
+    for section in issue.sections:
+        if section.title:
+            rule = "=" * WIDTH
+            blocks.append(f"{rule}\n{wrap(section.title.upper(), WIDTH)}\n{rule}")
+        else:
+            blocks.append("-" * WIDTH)
+        for article in section.articles:
+            head = _underline(article.title, "-")
+            if article.author:
+                head += "\n" + wrap(f"By {article.author}", WIDTH)
+            blocks.append(head)
+            body = to_text(parsed.bodies[article.slug], WIDTH)
+            if body:
+                blocks.append(body)
+            if article.link:
+                blocks.append(wrap(f"{article.link_text}: {article.link}", WIDTH))
+    footer = [line for line in (config.copyright, config.postal_address) if line]
+    blocks.append("-" * WIDTH + "\n" + wrap(" | ".join(footer), WIDTH))
+    if config.why_received:
+        blocks.append(wrap(config.why_received, WIDTH))
+    blocks.append("Unsubscribe:\n" + slot("unsubscribe_url"))
+    return "\n\n".join(blocks) + "\n"
