@@ -1,9 +1,10 @@
 """The web app: one-click unsubscribe links and the archive of sent issues.
 
 ``create_app()`` is an ASGI application factory (``uvicorn --factory mailer.web:create_app``).
-It opens the store once, in the lifespan; database calls run in the threadpool so a slow
-query never stalls the event loop. Every state change is a POST: link scanners, which only
-GET, can fetch an unsubscribe link any number of times and nothing happens.
+It opens the store once, in the lifespan. Database reads run in a few worker threads, so a
+slow query never stalls the event loop; unsubscribes are committed in batches (group commit,
+see :mod:`mailer.web.batching`). Every state change is a POST: link scanners, which only GET,
+can fetch an unsubscribe link any number of times and nothing happens.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ HEALTH_TIMEOUT = 3.0  # seconds a load balancer waits for /healthz
 FEED_SIZE = 50
 DB_THREADS = 4
 T = TypeVar("T")
-PAGE_FIELD = ("via", "page")  # sent by the page's button: tells it from a one-click POST
-ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1
+# Sent by the page's button: tells it from a mail provider's one-click POST, whose body is
+# List-Unsubscribe=One-Click (RFC 8058) or, from sloppier senders, anything else.
+PAGE_FIELD = ("via", "page")
 
 
 class _App(Starlette):

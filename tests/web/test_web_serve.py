@@ -92,3 +92,19 @@ def test_mailer_serve_refuses_an_unreachable_database(config_env: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot open database")
     assert "Traceback" not in result.stderr
+
+
+def test_mailer_serve_refuses_a_database_without_the_schema(config_env: Path) -> None:
+    url = f"sqlite:///{config_env / 'empty.db'}"
+    open_store(url, check_schema=False).close()  # a database file, never migrated
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(free_port())],
+        cwd=config_env,
+        env=serve_env(url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "upgrade" in result.stderr
