@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -62,7 +61,6 @@ def base_headers(policy: str, *, https: bool) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",  # a token in the URL must not leak to other sites
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",  # for browsers that ignore frame-ancestors
-        "Cross-Origin-Opener-Policy": "same-origin",
     }
     if https:
         headers["Strict-Transport-Security"] = "max-age=31536000"
@@ -74,7 +72,7 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
         self.app = app
-        self.headers = headers
+        self.raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,9 +81,10 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
+                headers = message.setdefault("headers", [])
+                present = {name.lower() for name, _ in headers}
+                missing = [(k, v) for k, v in self.raw if k not in present]
+                message["headers"] = [*headers, *missing]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
