@@ -106,16 +106,28 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=15)
 
 
-def wrk(url: str, seconds: int, connections: int, *script_args: str) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, seconds: int, connections: int, *script_args: str, pid: int = 0
+) -> dict[str, float]:
     threads = 1  # the server has one worker; leave the other core to it
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
     command += ["-s", str(LUA), url, "--", *script_args]
     if script_args and script_args[0] == "post":
         command.append(str(threads))
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu if pid else 0.0
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    # Server CPU per request: steadier than req/s when other jobs share the host.
+    result["cpu_us"] = cpu / max(result["requests"], 1) * 1e6
     return result
 
 
@@ -129,7 +141,8 @@ def report(name: str, result: dict[str, float], ceiling: dict[str, float] | None
     ratio = f"{result['rps'] / ceiling['rps']:6.1%}" if ceiling else "   100%"
     print(
         f"{name:<22} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  "
-        f"p99 {result['p99_us'] / 1000:6.2f} ms  errors {errors:.0f}  ratio {ratio}"
+        f"p99 {result['p99_us'] / 1000:6.2f} ms  errors {errors:.0f}  ratio {ratio}  "
+        f"server CPU {result['cpu_us']:4.0f} us/req"
     )
 
 
@@ -168,10 +181,21 @@ def main() -> None:
             wrk(f"{app_url}/", 2, args.connections, "get")
             # Interleaved rounds, so a busy moment on the host hits every endpoint alike.
             for n in range(args.rounds):
-                runs["bare"].append(wrk(bare_url, args.seconds, args.connections, "get"))
-                runs["archive"].append(wrk(f"{app_url}/", args.seconds, args.connections, "get"))
+                runs["bare"].append(
+                    wrk(bare_url, args.seconds, args.connections, "get", pid=bare.pid)
+                )
+                runs["archive"].append(
+                    wrk(f"{app_url}/", args.seconds, args.connections, "get", pid=server.pid)
+                )
                 runs["post"].append(
-                    wrk(app_url, args.seconds, args.connections, "post", str(token_files[n]))
+                    wrk(
+                        app_url,
+                        args.seconds,
+                        args.connections,
+                        "post",
+                        str(token_files[n]),
+                        pid=server.pid,
+                    )
                 )
         finally:
             stop(server)
