@@ -20,9 +20,9 @@ from rich.progress import (
 from rich.table import Table
 
 from mailer.cli.app import app, get_config
-from mailer.compose.model import ComposedIssue
+from mailer.compose import ComposedIssue, compose_issue
 from mailer.config import Config
-from mailer.errors import IssueError, NotFound, SendError
+from mailer.errors import NotFound, SendError
 from mailer.send import run as send_run
 from mailer.send.message import Recipient
 from mailer.send.transport import Transport, transport_from_config
@@ -32,17 +32,6 @@ from mailer.store.models import DeliveryStatus
 from mailer.tokens import new_uid
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
-
-
-def compose(issue_dir: Path, config: Config) -> ComposedIssue:
-    """The composed issue (MJML and premailer run here, once)."""
-    import mailer.compose
-
-    compose_issue = getattr(mailer.compose, "compose_issue", None)
-    if compose_issue is None:
-        raise IssueError("this build has no compose step (mailer.compose.compose_issue)")
-    issue: ComposedIssue = compose_issue(issue_dir, config)
-    return issue
 
 
 @app.command()
@@ -72,7 +61,7 @@ def send(
 ) -> None:
     """Send an issue to every active subscriber (resumes an interrupted send)."""
     config = get_config(ctx)
-    issue = compose(issue_dir, config)
+    issue = compose_issue(issue_dir, config)
     err = Console(stderr=True)
     for warning in issue.warnings:
         err.print(f"warning: {warning}", markup=False)
@@ -186,7 +175,7 @@ def _print_summary(summary: send_run.Summary) -> None:
     Console().print(table)
     rate = f"{p.rate:.0f}/s" if p.elapsed else "-"
     typer.echo(
-        f"{p.sent} sent in {p.elapsed:.1f} s ({rate}) via {summary.transport}; "
+        f"{p.sent} sent in {p.elapsed:.2f} s ({rate}) via {summary.transport}; "
         f"{summary.already_sent} were delivered by earlier runs; {p.bounced} bounced."
     )
     if summary.finished:

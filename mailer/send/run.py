@@ -4,7 +4,8 @@ Threads and what they own
 -------------------------
 * N **sender** threads, one per connection (``connections``); each owns one
   :class:`~mailer.send.transport.Connection` and loops: take a slot from the rate limiter,
-  take a row, build its bytes, wait until its *previous* outcome is committed, send.
+  take a row, build its bytes, send the envelope and body, wait until its *previous*
+  outcome is committed (the transport's ``gate``), send the final dot, read the reply.
 * One **writer** thread owns every ledger write: it takes the outcomes queued by the senders,
   writes all that are waiting in ONE short transaction (group commit) and then acknowledges
   each of them. No transaction is ever open during network I/O.
@@ -14,11 +15,15 @@ Threads and what they own
 
 Crash safety (the argument)
 ---------------------------
-Invariant: *a sender thread transmits a message only after the outcome of its previous
-message is committed.* The writer commits before it acknowledges, and the sender waits for
-that acknowledgement before its next ``send``. Hence at any instant each connection has at
-most one message whose outcome is not durable: the one in flight (or just answered and not
-yet committed). Rows are only ever marked ``sent`` after the server's 2xx to the final dot.
+Invariant: *a sender thread commits a message to the server (sends the final dot of DATA,
+the only moment a server may take responsibility for it) only after the outcome of its
+previous message is committed to the ledger.* The writer commits before it acknowledges,
+and the sender's gate waits for that acknowledgement right before the final dot (the
+envelope and body are already sent by then, so the commit overlaps the transfer; if the
+run stops instead, the connection is dropped without the dot and the server discards the
+message). Hence at any instant each connection has at most one message whose outcome is not
+durable: the one in flight (or just answered and not yet committed). Rows are only ever
+marked ``sent`` after the server's 2xx to the final dot.
 
 After ``kill -9`` at any moment a row is therefore either committed with its outcome (never
 sent again) or still ``pending`` (sent again by the next run). The only rows that can be
@@ -228,6 +233,10 @@ def send_issue(
 
 
 # --- the engine ----------------------------------------------------------------------------
+
+
+class _Stopped(Exception):
+    """The run is stopping: abandon the current message (it stays pending)."""
 
 
 class _RateLimiter:
@@ -498,6 +507,8 @@ class _Run:
                 ack = self._deliver(connection, row, tries, ack)
             if ack is not None:
                 ack.wait()
+        except _Stopped:
+            pass
         except BaseException as exc:
             self.fail(exc)
         finally:
@@ -519,14 +530,18 @@ class _Run:
             )
             self.dispatch.finished(row, tries, None)
             return previous
-        # The invariant: the previous outcome is committed before this message leaves.
-        if previous is not None:
-            previous.wait()
+
+        # The invariant: the previous outcome is committed before this message is committed
+        # to the server. The gate runs right before the final dot, so the envelope and body
+        # travel while the writer commits.
+        def gate() -> None:
+            if previous is not None:
+                previous.wait()
             if self.writer.error is not None or self.stop.is_set():
-                self.dispatch.finished(row, tries, None)
-                return None
+                raise _Stopped
+
         try:
-            reply = connection.send(self.factory.envelope_from, row.email, message)
+            reply = connection.send(self.factory.envelope_from, row.email, message, gate)
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise

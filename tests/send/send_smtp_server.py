@@ -5,9 +5,11 @@ It records every message it accepted (recipient and bytes) and can be told to:
 ``reject``    answer 550 5.1.1 (no such user) to RCPT for these recipients,
 ``close_every`` answer 421 to DATA and close the session after that many messages,
 ``drop_at``   drop the connection without a reply after receiving these DATA (overall count),
-``delay``     wait this long before answering DATA.
-With ``tls`` it offers STARTTLS (and requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS
-only), with ``implicit_tls`` it speaks TLS from the first byte (smtps).
+``delay``     wait this long before answering DATA,
+``reject_senders`` answer 553 to MAIL FROM these senders.
+It announces PIPELINING unless ``pipelining=False``. With ``certs`` it offers STARTTLS (and
+requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS only), with ``implicit_tls`` it
+speaks TLS from the first byte (smtps).
 """
 
 from __future__ import annotations
@@ -86,11 +88,13 @@ class Faults:
     close_every: int = 0
     drop_at: set[int] = field(default_factory=set)
     delay: float = 0.0
+    reject_senders: set[str] = field(default_factory=set)
 
 
 class RecordingHandler:
-    def __init__(self, faults: Faults, users: dict[str, str] | None) -> None:
+    def __init__(self, faults: Faults, users: dict[str, str] | None, pipelining: bool) -> None:
         self.faults = faults
+        self.pipelining = pipelining
         self.users = users or {}
         self.lock = threading.Lock()
         self.accepted: list[tuple[str, bytes]] = []
@@ -111,7 +115,18 @@ class RecordingHandler:
         session.host_name = hostname
         with self.lock:
             self.sessions += 1
+        if self.pipelining:  # aiosmtpd reads command by command, so pipelined input works
+            responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if address in self.faults.reject_senders:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -180,9 +195,10 @@ class SmtpServer:
         certs: Certs | None = None,
         implicit_tls: bool = False,
         users: dict[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.faults = faults or Faults()
-        self.handler = RecordingHandler(self.faults, users)
+        self.handler = RecordingHandler(self.faults, users, pipelining)
         kwargs: dict[str, Any] = {}
         if certs is not None and not implicit_tls:
             kwargs.update(tls_context=certs.server_context(), require_starttls=True)

@@ -118,11 +118,12 @@ def test_an_interrupted_send_resumes_with_the_rest(
     assert Counter(smtp.recipients) == Counter(emails)  # nobody twice, nobody missing
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_421_and_dropped_connections_reconnect(
-    store: Store, config: Config, smtp_factory: Factory
+    store: Store, config: Config, smtp_factory: Factory, pipelining: bool
 ) -> None:
     emails = add_subscribers(store, 23)
-    server = smtp_factory(faults=Faults(close_every=5, drop_at={3, 11}))
+    server = smtp_factory(faults=Faults(close_every=5, drop_at={3, 11}), pipelining=pipelining)
     summary = run(store, with_server(config, server), connections=1)
     assert Counter(server.recipients) == Counter(emails)
     assert summary.progress.sent == 23 and summary.finished
@@ -145,12 +146,13 @@ def test_per_connection_message_cap(store: Store, config: Config, smtp: SmtpServ
     assert smtp.handler.sessions == 4  # 3 + 3 + 3 + 1
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_451_is_retried_with_backoff_then_left_deferred(
-    store: Store, config: Config, smtp_factory: Factory
+    store: Store, config: Config, smtp_factory: Factory, pipelining: bool
 ) -> None:
     add_subscribers(store, 6)
     faults = Faults(defer={"reader1@example.org": 2, "reader2@example.org": -1})
-    server = smtp_factory(faults=faults)
+    server = smtp_factory(faults=faults, pipelining=pipelining)
     cfg = with_server(config, server)
     summary = run(store, cfg, attempts=4)
     rows = ledger(store)
@@ -170,11 +172,12 @@ def test_451_is_retried_with_backoff_then_left_deferred(
     assert len(server.recipients) == 6
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_550_no_such_user_fails_once_and_bounces_the_subscriber(
-    store: Store, config: Config, smtp_factory: Factory
+    store: Store, config: Config, smtp_factory: Factory, pipelining: bool
 ) -> None:
     add_subscribers(store, 5)
-    server = smtp_factory(faults=Faults(reject={"reader3@example.org"}))
+    server = smtp_factory(faults=Faults(reject={"reader3@example.org"}), pipelining=pipelining)
     cfg = with_server(config, server)
     summary = run(store, cfg)
     assert summary.progress.failed == 1 and summary.progress.bounced == 1
@@ -354,6 +357,32 @@ def test_starttls_is_required_for_a_remote_host(smtp: SmtpServer) -> None:
     with pytest.raises(TransportError, match="does not offer STARTTLS"):
         connection.send("a@example.org", "b@example.org", b"Subject: x\r\n\r\nx\r\n")
     assert smtp.recipients == []
+
+
+def test_a_refused_envelope_sender_stops_the_run(
+    store: Store, config: Config, smtp_factory: Factory
+) -> None:
+    add_subscribers(store, 4)
+    server = smtp_factory(faults=Faults(reject_senders={config.sender}))
+    with pytest.raises(TransportError, match=r"refused the envelope sender .* 553 5\.7\.1"):
+        run(store, with_server(config, server))
+    _assert_ledger_intact(store, 4)  # nobody marked failed for the sender's fault
+
+
+def test_a_raising_gate_abandons_the_message_before_the_final_dot(smtp: SmtpServer) -> None:
+    transport = SmtpTransport(SmtpTarget(scheme="smtp", host="127.0.0.1", port=smtp.port))
+    connection = transport.connect()
+    message = b"Subject: x\r\n\r\nbody\r\n"
+
+    def stop() -> None:
+        raise RuntimeError("stopping")
+
+    with pytest.raises(RuntimeError):
+        connection.send("a@example.org", "b@example.org", message, stop)
+    assert smtp.recipients == []  # the server never saw the final dot
+    reply = connection.send("a@example.org", "b@example.org", message)
+    assert reply.code == 250 and smtp.recipients == ["b@example.org"]
+    connection.close()
 
 
 # --- test sends and dry runs ---------------------------------------------------------------
