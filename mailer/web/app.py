@@ -233,6 +233,7 @@ def create_app(config: Config | None = None) -> Starlette:
         try:
             yield
         finally:
+            gc.unfreeze()
             store.close()
 
     app = _App(

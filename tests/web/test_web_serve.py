@@ -108,3 +108,32 @@ def test_mailer_serve_refuses_a_database_without_the_schema(config_env: Path) ->
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "upgrade" in result.stderr
+
+
+def test_asgi_factory_under_uvicorn_reads_mailer_config(
+    config_env: Path, database_url: str, tmp_path: Path
+) -> None:
+    store = open_store(database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    add_issue(store, 25, subject="May news")
+    store.close()
+    env = serve_env(database_url)
+    env["MAILER_CONFIG"] = str(config_env / "mailer.toml")
+    port = free_port()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "mailer.web:create_app"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--no-access-log"],
+        cwd=elsewhere,  # the config comes from MAILER_CONFIG, not the working directory
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert "May news" in page.text and "Democracy in Uzbekistan" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
