@@ -29,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from mailer.config import Config, load_config
-from mailer.errors import DatabaseUnavailable
+from mailer.errors import DatabaseUnavailable, TokenError
 from mailer.store.archive import archived_issues, archived_web_html, database_answers
 from mailer.store.db import Store, open_store
 from mailer.store.models import SubscriberStatus
@@ -87,7 +87,7 @@ def create_app(config: Config | None = None) -> Starlette:
     def claims_of(request: Request) -> TokenClaims | None:
         try:
             return read_token(keys, request.path_params["token"])
-        except Exception:  # any malformed or forged token: the one 404, nothing else
+        except TokenError:  # malformed or forged: the one 404, nothing else
             return None
 
     def not_found() -> HTMLResponse:
