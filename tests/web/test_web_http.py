@@ -176,3 +176,13 @@ def test_healthz_503_and_pages_503_when_the_database_is_gone(
         app.state.store.engine.dispose()
         assert client.get("/healthz").status_code == 200
         assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+
+def test_hsts_only_when_the_public_url_is_https(web_config: Config, store: Store) -> None:
+    import dataclasses
+
+    for base_url, expected in [("https://news.example.org", "max-age=31536000"), (None, None)]:
+        config = dataclasses.replace(web_config, base_url=base_url or web_config.base_url)
+        with TestClient(create_app(config)) as client:
+            answer = client.get("/no-such-page")
+        assert answer.headers.get("Strict-Transport-Security") == expected
