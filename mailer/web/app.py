@@ -31,6 +31,7 @@ from starlette.types import ASGIApp
 from mailer.config import Config, load_config
 from mailer.errors import DatabaseUnavailable, TokenError
 from mailer.store.archive import archived_issues, archived_web_html, database_answers
+from mailer.store.checkpoint import WalCheckpointer
 from mailer.store.db import Store, open_store
 from mailer.store.models import SubscriberStatus
 from mailer.store.unsubscribe import (
@@ -224,6 +225,8 @@ def create_app(config: Config | None = None) -> Starlette:
         store = await run_in_threadpool(open_store, config.database_url)
         app.state.store = store
         app.state.batcher = UnsubscribeBatcher(store)
+        checkpoints = WalCheckpointer(store)
+        checkpoints.start()
         # Database reads run in worker threads, a few at a time: more would only take turns
         # at the GIL (and the connection pool) and stretch every request's latency.
         app.state.db_threads = anyio.CapacityLimiter(DB_THREADS)
@@ -234,6 +237,7 @@ def create_app(config: Config | None = None) -> Starlette:
             yield
         finally:
             gc.unfreeze()
+            await run_in_threadpool(checkpoints.stop)
             store.close()
 
     app = _App(

@@ -62,3 +62,28 @@ def test_archive_skips_test_sends(store: Store) -> None:
     assert [i.number for i in archived_issues(store)] == [3]
     assert archived_web_html(store, "000-issue") is None
     assert archived_web_html(store, "003-issue") is not None
+
+
+def test_wal_checkpoints_run_in_the_background(store: Store) -> None:
+    from sqlalchemy import text
+
+    from mailer.store.checkpoint import WalCheckpointer
+
+    checkpointer = WalCheckpointer(store, interval=0.01)
+    checkpointer.start()
+    try:
+        if store.engine.dialect.name != "sqlite":
+            assert checkpointer._thread is None  # PostgreSQL: nothing to do
+            return
+        assert checkpointer._thread is not None and checkpointer._thread.is_alive()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+        add_subscriber(store, "anna@example.org")
+        checkpointer.checkpoint()
+        with store.engine.connect() as conn:
+            # Everything in the log is in the database: nothing left to copy.
+            busy, log, copied = conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)")).one()
+            assert busy == 0 and log == copied
+    finally:
+        checkpointer.stop()
+    assert checkpointer._thread is None
