@@ -227,9 +227,8 @@ def main() -> None:
                     f"N={n:>7,}: {run.rate:6.0f} msg/s, peak RSS {run.peak_rss_mb:6.1f} MB, "
                     f"CPU {run.cpu / run.messages * 1000:.2f} s/1000 msgs"
                 )
-            print(
-                f"peak RSS at N={sizes[-1]:,} is {100 * peaks[-1] / peaks[0]:.0f}% of N={sizes[0]:,}"
-            )
+            share = 100 * peaks[-1] / peaks[0]
+            print(f"peak RSS at N={sizes[-1]:,} is {share:.0f}% of that at N={sizes[0]:,}")
             return
 
         root, env = fresh(args.n, port)

@@ -28,6 +28,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,10 +379,12 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()  # sender threads connect at once; create the box once
 
     def connect(self) -> MaildirConnection:
         try:
-            return MaildirConnection(mailbox.Maildir(self.path, create=True))
+            with self._lock:
+                return MaildirConnection(mailbox.Maildir(self.path, create=True))
         except OSError as exc:
             raise TransportError(
                 f"cannot open maildir {self.path}: {_describe_os_error(exc)}"

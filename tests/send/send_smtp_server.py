@@ -103,6 +103,7 @@ class RecordingHandler:
         self.sessions = 0
         self._per_session: dict[int, int] = {}
         self.logins: list[tuple[str, str]] = []
+        self.senders: list[str] = []  # every MAIL FROM
 
     @property
     def recipients(self) -> list[str]:
@@ -126,6 +127,8 @@ class RecordingHandler:
             return "553 5.7.1 Sender address rejected: not owned by user"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        with self.lock:
+            self.senders.append(address)
         return "250 OK"
 
     async def handle_RCPT(

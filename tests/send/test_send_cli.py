@@ -116,10 +116,11 @@ def test_test_send_and_dry_run(
     assert b"Subject: [TEST] Democracy" in smtp.accepted[0][1]
     assert b"Reader 3" in smtp.accepted[0][1]
 
-    cli_env("smtp://192.0.2.1:25")  # a dry run never connects
+    sessions = smtp.handler.sessions
     dry = mailer("send", str(SAMPLE_ISSUE), "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "rendered 4 messages" in dry.output and "Nothing was sent or recorded" in dry.output
+    assert smtp.handler.sessions == sessions and smtp.recipients == ["editor@example.org"]
     with store.session() as session:
         assert session.scalars(select(Issue)).all() == []
         assert session.scalars(select(Delivery)).all() == []

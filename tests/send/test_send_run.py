@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import email
+import mailbox
 import socket
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +29,13 @@ from mailer.send.run import (
     send_issue,
     send_test,
 )
-from mailer.send.transport import SmtpConnection, SmtpTarget, SmtpTransport, transport_from_config
+from mailer.send.transport import (
+    SmtpConnection,
+    SmtpTarget,
+    SmtpTransport,
+    smtp_target,
+    transport_from_config,
+)
 from mailer.store.db import Store
 from mailer.store.ledger import SqlIssues, active_rows
 from mailer.store.models import (
@@ -90,6 +100,9 @@ def test_every_active_subscriber_gets_exactly_one_copy(
     assert summary.counts[DeliveryStatus.SENT] == 40
     rows = ledger(store)
     assert all(rows[e].status is DeliveryStatus.SENT and rows[e].attempts == 1 for e in emails)
+    stamps = [rows[e].sent_at for e in emails]
+    assert all(s is not None and s.utcoffset() == dt.timedelta(0) for s in stamps)
+    assert all(abs(dt.datetime.now(dt.UTC) - s) < dt.timedelta(minutes=5) for s in stamps if s)
     assert len({rows[e].message_id for e in emails}) == 40
     # Each copy went to its own address, personalised for it.
     for rcpt, data in smtp.accepted:
@@ -403,19 +416,55 @@ def test_a_test_send_goes_to_any_address_and_is_not_recorded(
         assert session.scalars(select(Delivery)).all() == []
 
 
-def test_a_dry_run_renders_everything_and_connects_nowhere(store: Store, config: Config) -> None:
+def test_a_dry_run_renders_everything_and_connects_nowhere(
+    store: Store, config: Config, smtp: SmtpServer
+) -> None:
     add_subscribers(store, 25)
     add_subscribers(store, 2, prefix="bad", status=SubscriberStatus.ACTIVE)
     with store.session() as session, session.begin():
         session.scalars(
             select(Subscriber).where(Subscriber.email == "bad0@example.org")
         ).one().email = "bad0 @example.org"
-    cfg = dataclasses.replace(config, smtp_url="smtp://192.0.2.1:25")  # never contacted
+    cfg = with_server(config, smtp)
 
     result = dry_run(
         make_issue(), cfg, lambda after, limit: active_rows(store, after_id=after, limit=limit)
     )
     assert result.messages == 26 and result.invalid == ("bad0 @example.org",)
     assert result.total_bytes > 26 * 2000
+    assert smtp.handler.sessions == 0 and smtp.recipients == []
     with store.session() as session:
         assert session.scalars(select(Issue)).all() == []
+
+
+def test_the_maildir_transport_and_the_envelope_sender(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    emails = add_subscribers(store, 5)
+    cfg = dataclasses.replace(
+        config, smtp_url="maildir:outbox", envelope_sender="bounces@yuksalish.example.org"
+    )
+    summary = run(store, cfg)
+    assert summary.finished and summary.transport == f"maildir:{config.root / 'outbox'}"
+    box = mailbox.Maildir(config.root / "outbox")
+    messages = [email.message_from_bytes(box.get_bytes(key)) for key in box.iterkeys()]
+    assert sorted(m["Delivered-To"] for m in messages) == sorted(emails)
+    assert {m["Return-Path"] for m in messages} == {"<bounces@yuksalish.example.org>"}
+    assert all(m["To"].endswith(f"<{m['Delivered-To']}>") for m in messages)
+
+
+def test_the_envelope_sender_is_the_bounce_address(
+    store: Store, config: Config, smtp: SmtpServer
+) -> None:
+    add_subscribers(store, 2)
+    run(store, with_server(config, smtp, envelope_sender="bounces@yuksalish.example.org"))
+    assert smtp.handler.senders == ["bounces@yuksalish.example.org"] * 2
+    assert all(b"From: Democracy in Uzbekistan <newsletter@" in data for _, data in smtp.accepted)
+
+
+def test_a_password_in_the_url_is_never_shown(config: Config) -> None:
+    cfg = dataclasses.replace(config, smtp_url=f"smtps://editor:{PASSWORD}@127.0.0.1:465")
+    transport = transport_from_config(cfg)
+    assert transport.describe() == "smtps://editor@127.0.0.1:465"
+    assert PASSWORD not in repr(transport) and PASSWORD not in repr(smtp_target(cfg))
+    assert smtp_target(cfg).password == PASSWORD
