@@ -1,0 +1,87 @@
+"""kill -9 at random moments: nobody is skipped, duplicates stay within one per connection."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from send_helpers import add_subscribers
+from send_smtp_server import SmtpServer
+from sqlalchemy import select
+
+from mailer.store.db import Store
+from mailer.store.models import Delivery, DeliveryStatus
+
+SUBSCRIBERS = 600
+CONNECTIONS = 2
+KILLS = 4
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
+
+
+def _mailer(cwd: Path, database: str, smtp_url: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MAILER_SMTP_URL": smtp_url,
+        "MAILER_DATABASE_URL": database,
+        "MAILER_LAYOUTS_DIR": str(REPO / "layouts"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailer", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_repeated_kill_9_loses_nobody_and_duplicates_at_most_one_per_connection(
+    config_env: Path, store: Store, smtp: SmtpServer
+) -> None:
+    database = store.engine.url.render_as_string(hide_password=False)
+    emails = add_subscribers(store, SUBSCRIBERS)
+    rng = random.Random()
+    args = ("send", str(SAMPLE_ISSUE), "--yes", "--rate", "200/s")
+    args += ("--connections", str(CONNECTIONS))
+    kills = 0
+    mid_send = 0
+    for attempt in range(KILLS):
+        before = len(smtp.recipients)
+        process = _mailer(config_env, database, smtp.url(), *args)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.2, 1.5))  # anywhere: start-up, compose, snapshot, send
+        else:
+            deadline = time.monotonic() + 20
+            while len(smtp.recipients) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.6))  # somewhere in the middle of sending
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        now = len(smtp.recipients)
+        mid_send += before < now < SUBSCRIBERS
+    assert mid_send >= 2, "the kills should land while messages are going out"
+
+    final = _mailer(config_env, database, smtp.url(), *args)
+    out, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()
+    assert b"already delivered" in out
+
+    received = Counter(smtp.recipients)
+    assert set(received) == set(emails)  # every active subscriber got it
+    duplicates = sum(n - 1 for n in received.values())
+    assert duplicates <= kills * CONNECTIONS, (kills, received.most_common(5))
+    with store.session() as session:
+        statuses = Counter(session.scalars(select(Delivery.status)).all())
+    assert statuses == {DeliveryStatus.SENT: SUBSCRIBERS}
