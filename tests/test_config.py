@@ -89,9 +89,13 @@ def test_init_writes_starter_and_secret(tmp_path: Path, monkeypatch: pytest.Monk
     assert (tmp_path / "mailer.toml").exists()
     secret = tmp_path / ".mailer-secret"
     assert secret.stat().st_mode & 0o077 == 0
+    layout = tmp_path / "layouts" / "newsletter.mjml.j2"
+    assert "<mjml" in layout.read_text()
+    layout.write_text("customised")
     before = secret.read_text()
     assert runner.invoke(app, ["init"]).exit_code == 0
     assert secret.read_text() == before
+    assert layout.read_text() == "customised"  # never overwritten
     load_config()  # the starter itself is valid
 
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from mailer.cli import (
-    compose,  # noqa: F401  (registers commands)
-    db,  # noqa: F401  (registers commands)
-    send,  # noqa: F401
-    setup,  # noqa: F401  (registers commands)
-    subscribers,  # noqa: F401
-)
+# Imported for their side effect: each registers its commands on `app`.
+from mailer.cli import compose, db, send, setup, subscribers, web  # noqa: F401
 from mailer.cli.app import app
 
 

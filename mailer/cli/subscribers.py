@@ -31,11 +31,8 @@ app.add_typer(subscribers_app, name="subscribers")
 
 @contextmanager
 def _store(ctx: typer.Context) -> Iterator[Store]:
-    store = open_store(get_config(ctx).database_url)
-    try:
+    with open_store(get_config(ctx).database_url).guard() as store:
         yield store
-    finally:
-        store.close()
 
 
 def _attrs(pairs: list[str]) -> dict[str, str]:

@@ -75,12 +75,19 @@ def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
             temps.append(tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
                 fh.write(content)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a build is a normal file
         for tmp, path in zip(temps, paths, strict=True):  # rename only once both are written
             os.replace(tmp, path)
     finally:
         for tmp in temps:
             Path(tmp).unlink(missing_ok=True)
     return paths
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def report(built: Built, issue_dir: Path) -> list[str]:

@@ -145,3 +145,22 @@ def _template_line(exc: BaseException, default: Path) -> str:
         if frame.filename.endswith((".j2", ".mjml", ".html")) and frame.lineno:
             found = f"{frame.filename}:{frame.lineno}"
     return found
+
+
+DEFAULT_LAYOUTS = Path(__file__).parent / "default_layouts"
+
+
+def install_default_layouts(layouts_dir: Path) -> list[Path]:
+    """Copy the built-in layouts into ``layouts_dir`` where missing; return what was written.
+
+    `mailer init` calls this so a new newsletter has a layout to start from and customise.
+    Existing files are never overwritten.
+    """
+    written = []
+    layouts_dir.mkdir(parents=True, exist_ok=True)
+    for source in sorted(DEFAULT_LAYOUTS.iterdir()):
+        target = layouts_dir / source.name
+        if source.is_file() and not target.exists():
+            target.write_bytes(source.read_bytes())
+            written.append(target)
+    return written

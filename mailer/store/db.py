@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -65,6 +67,17 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def guard(self) -> Iterator[Store]:
+        """Use the store; a database failure (server gone, SQLite locked too long) becomes one
+        DatabaseUnavailable line instead of a driver traceback. Closes the store after."""
+        try:
+            yield self
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"database {self.url}: {_first_line(exc.orig)}") from None
+        finally:
+            self.close()
 
 
 def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> Store:

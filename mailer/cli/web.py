@@ -1,0 +1,32 @@
+"""`mailer serve`: the unsubscribe links and the archive, on uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from mailer.cli.app import app, get_config
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve the unsubscribe links and the web archive (put a TLS reverse proxy in front).
+
+    For several worker processes use any ASGI server with the factory, e.g.
+    `uvicorn --factory mailer.web:create_app --workers 4` (see the README).
+    """
+    import uvicorn
+
+    from mailer.store.db import open_store
+    from mailer.web import create_app
+
+    config = get_config(ctx)
+    web_app = create_app(config)  # checks the secret key
+    # Fail here with one clear line, not in uvicorn's start-up with a traceback.
+    open_store(config.database_url).close()
+    typer.echo(f"serving {config.name} on http://{host}:{port} (public URL {config.base_url})")
+    # No access log: its lines would hold the tokens (the proxy's log is the place for one).
+    uvicorn.run(web_app, host=host, port=port, server_header=False, access_log=False)

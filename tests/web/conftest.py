@@ -1,0 +1,34 @@
+"""Fixtures for the web app: a real database with the schema, a config, a TestClient."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailer.config import Config, load_config
+from mailer.store import schema
+from mailer.store.db import Store, open_store
+from mailer.web import create_app
+
+
+@pytest.fixture
+def web_config(config_env: Path, database_url: str) -> Config:
+    return dataclasses.replace(load_config(), database_url=database_url)
+
+
+@pytest.fixture
+def store(web_config: Config) -> Iterator[Store]:
+    store = open_store(web_config.database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(web_config: Config, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(web_config), raise_server_exceptions=False) as client:
+        yield client

@@ -1,0 +1,139 @@
+"""`mailer serve` as a real process: uvicorn answering on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from mailer.store import schema
+from mailer.store.db import open_store
+
+from .helpers import add_issue
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(cwd: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`mailer serve --port PORT` in ``cwd``, stopped on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode() if process.stdout else "exited")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not come up")
+
+
+def serve_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env["MAILER_DATABASE_URL"] = database_url
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env
+
+
+def test_mailer_serve_answers(config_env: Path, database_url: str) -> None:
+    store = open_store(database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    add_issue(store, 25, subject="May news")
+    store.close()
+    port = free_port()
+    with serving(config_env, serve_env(database_url), port) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/healthz", process)
+        page = httpx.get(f"{base}/")
+        assert "May news" in page.text
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert "server" not in page.headers  # no version banner
+        assert httpx.get(f"{base}/issues/025-issue").status_code == 200
+
+
+def test_mailer_serve_refuses_an_unreachable_database(config_env: Path) -> None:
+    url = f"sqlite:///{config_env / 'missing' / 'list.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(free_port())],
+        cwd=config_env,
+        env=serve_env(url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot open database")
+    assert "Traceback" not in result.stderr
+
+
+def test_mailer_serve_refuses_a_database_without_the_schema(config_env: Path) -> None:
+    url = f"sqlite:///{config_env / 'empty.db'}"
+    open_store(url, check_schema=False).close()  # a database file, never migrated
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(free_port())],
+        cwd=config_env,
+        env=serve_env(url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "upgrade" in result.stderr
+
+
+def test_asgi_factory_under_uvicorn_reads_mailer_config(
+    config_env: Path, database_url: str, tmp_path: Path
+) -> None:
+    store = open_store(database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    add_issue(store, 25, subject="May news")
+    store.close()
+    env = serve_env(database_url)
+    env["MAILER_CONFIG"] = str(config_env / "mailer.toml")
+    port = free_port()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [sys.executable, "-m", "uvicorn", "--factory", "mailer.web:create_app"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--no-access-log"],
+        cwd=elsewhere,  # the config comes from MAILER_CONFIG, not the working directory
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert "May news" in page.text and "Democracy in Uzbekistan" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
