@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 import sys
 import time
 from pathlib import Path
@@ -156,7 +157,8 @@ def _with_progress(
 
 def _print_summary(summary: send_run.Summary) -> None:
     p = summary.progress
-    table = Table(title=f"#{summary.number} {summary.slug}: {summary.subject}")
+    typer.echo(f"#{summary.number} {summary.slug}: {summary.subject}")
+    table = Table()
     table.add_column("")
     table.add_column("this run", justify="right")
     table.add_column("ledger", justify="right")
@@ -283,6 +285,10 @@ def report(
         typer.echo(f"wrote {len(rows)} rows to {csv_file}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def sink(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
@@ -293,6 +299,7 @@ def sink(
     from mailer.send.sink import start_sink
 
     server = start_sink(host, port, maildir)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     typer.echo(
         f"Listening on smtp://{host}:{server.port}; messages are kept in {maildir.resolve()} "
         "(Ctrl-C to stop)"

@@ -181,8 +181,9 @@ def test_a_user_without_password_is_a_config_error(
     )
 
 
-def test_sink_keeps_messages_and_stops_on_ctrl_c(
-    cli_env: Callable[..., None], store: Store, config_env: Path
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_sink_keeps_messages_and_stops_cleanly(
+    cli_env: Callable[..., None], store: Store, config_env: Path, stop: signal.Signals
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     sink = subprocess.Popen(
@@ -202,7 +203,7 @@ def test_sink_keeps_messages_and_stops_on_ctrl_c(
         add_subscribers(store, 3)
         assert mailer("send", str(SAMPLE_ISSUE), "--yes").exit_code == 0
     finally:
-        sink.send_signal(signal.SIGINT)
+        sink.send_signal(stop)
         out, err = sink.communicate(timeout=20)
     assert sink.returncode == 0, err
     assert "Stopped; 3 messages received." in out
