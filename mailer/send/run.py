@@ -56,7 +56,7 @@ from typing import Protocol
 
 from mailer.compose.model import ComposedIssue
 from mailer.config import Config
-from mailer.errors import InvalidAddress, MailerError, SendError
+from mailer.errors import InvalidAddress, MailerError, SendError, TransportError
 from mailer.send.message import MessageFactory, Recipient, dkim_signer
 from mailer.send.transport import Connection, Reply, Transport
 from mailer.store.ledger import DeliveryResult, IssueFacts, IssueRecord, LedgerRow
@@ -121,6 +121,9 @@ class SendOptions:
     backoff: float = 2.0  # seconds before the first retry, doubled each time
     max_backoff: float = 60.0
     batch: int = 100  # ledger rows read at once (capped by the rate, see _batch_size)
+    # Stop after this many consecutive 5xx replies to the message itself (spam filter, size
+    # limit...): they are about the issue, not the recipients, and would fail the whole list.
+    message_refusals: int = 20
 
     def deferred_below(self) -> int:
         """Deferred rows tried fewer times than this are sent too (all of them with retry)."""
@@ -424,6 +427,7 @@ class _Run:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._deferred_ids: set[int] = set()
+        self._refusals = 0  # consecutive 5xx replies to the message itself
         self._limiter = _RateLimiter(options.rate) if options.rate else None
         # With a rate, read batches that last ~0.2 s, so the "still subscribed" check is fresh.
         cap = max(1, int((options.rate or 1e9) * 0.2))
@@ -578,6 +582,7 @@ class _Run:
                 retry_in = min(self.options.backoff * 2 ** (tries - 1), self.options.max_backoff)
         else:
             status = DeliveryStatus.FAILED
+        self._watch_refusals(reply)
         ack = _Ack()
         self.writer.put(
             DeliveryResult(
@@ -595,6 +600,22 @@ class _Run:
                 self.progress.retries += 1
         self.dispatch.finished(row, tries, retry_in)
         return ack
+
+    def _watch_refusals(self, reply: Reply) -> None:
+        with self._lock:
+            if reply.outcome == "failed" and reply.to_message:
+                self._refusals += 1
+            elif reply.outcome == "sent":
+                self._refusals = 0
+            refusals = self._refusals
+        if refusals >= self.options.message_refusals:
+            self.fail(
+                TransportError(
+                    f"the server refused the message itself {refusals} times in a row "
+                    f"(last: {reply}); stopped so the rest of the list is not marked failed. "
+                    "Fix the cause, then run the send again."
+                )
+            )
 
 
 # --- test sends and dry runs ---------------------------------------------------------------

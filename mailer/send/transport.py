@@ -53,6 +53,10 @@ class Reply:
 
     code: int
     text: str
+    # Whether the server answered the message itself (the reply to the final dot), rather
+    # than the envelope or the connection: a 5xx there may be about the content, not the
+    # recipient (see the send run's circuit breaker).
+    to_message: bool = False
 
     @property
     def outcome(self) -> str:
@@ -288,7 +292,7 @@ class SmtpConnection:
                 raise
         smtp.send(b".\r\n")
         code, text = smtp.getreply()
-        return Reply(code, _text(text))
+        return Reply(code, _text(text), to_message=True)
 
     def _reset(self, smtp: smtplib.SMTP) -> None:
         try:
@@ -408,7 +412,7 @@ class MaildirConnection:
             key = self._box.add(envelope + message)
         except OSError as exc:
             raise TransportError(f"cannot write to maildir: {_describe_os_error(exc)}") from None
-        return Reply(250, f"2.0.0 stored as {key}")
+        return Reply(250, f"2.0.0 stored as {key}", to_message=True)
 
     def close(self) -> None:
         return None

@@ -6,7 +6,8 @@ It records every message it accepted (recipient and bytes) and can be told to:
 ``close_every`` answer 421 to DATA and close the session after that many messages,
 ``drop_at``   drop the connection without a reply after receiving these DATA (overall count),
 ``delay``     wait this long before answering DATA,
-``reject_senders`` answer 553 to MAIL FROM these senders.
+``reject_senders`` answer 553 to MAIL FROM these senders,
+``reject_message`` answer this to every message's final dot.
 It announces PIPELINING unless ``pipelining=False``. With ``certs`` it offers STARTTLS (and
 requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS only), with ``implicit_tls`` it
 speaks TLS from the first byte (smtps).
@@ -89,6 +90,7 @@ class Faults:
     drop_at: set[int] = field(default_factory=set)
     delay: float = 0.0
     reject_senders: set[str] = field(default_factory=set)
+    reject_message: str = ""  # answer this (a 5xx) to every message's final dot
 
 
 class RecordingHandler:
@@ -157,6 +159,8 @@ class RecordingHandler:
         if count in faults.drop_at:
             server.transport.abort()  # gone before the final reply: not accepted
             return "451 never seen"
+        if faults.reject_message:
+            return faults.reject_message
         key = id(session)
         n = self._per_session.get(key, 0) + 1
         self._per_session[key] = n

@@ -448,6 +448,18 @@ def test_a_refused_envelope_sender_stops_the_run(
     _assert_ledger_intact(store, 4)  # nobody marked failed for the sender's fault
 
 
+def test_a_server_refusing_the_message_itself_stops_the_run(
+    store: Store, config: Config, smtp_factory: Factory
+) -> None:
+    add_subscribers(store, 80)
+    server = smtp_factory(faults=Faults(reject_message="554 5.7.1 Message rejected as spam"))
+    with pytest.raises(TransportError, match=r"refused the message itself 20 times in a row"):
+        run(store, with_server(config, server), connections=2)
+    statuses = Counter(d.status for d in ledger(store).values())
+    assert 20 <= statuses[DeliveryStatus.FAILED] <= 22  # the rest stays pending, resumable
+    assert statuses[DeliveryStatus.PENDING] == 80 - statuses[DeliveryStatus.FAILED]
+
+
 def test_a_raising_gate_abandons_the_message_before_the_final_dot(smtp: SmtpServer) -> None:
     transport = SmtpTransport(SmtpTarget(scheme="smtp", host="127.0.0.1", port=smtp.port))
     connection = transport.connect()
