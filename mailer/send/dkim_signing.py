@@ -100,4 +100,5 @@ class DkimSigner:
         raw = self._key.sign(hasher.digest(), padding.PKCS1v15(), _PREHASHED)
         fields[-1] = (b"b", base64.b64encode(raw))
         value = b"; ".join(b"=".join(f) for f in fields) + b"\r\n"
-        return _NAME + b": " + dkim.fold(value, namelen=len(_NAME))
+        folded: bytes = dkim.fold(value, namelen=len(_NAME))
+        return _NAME + b": " + folded

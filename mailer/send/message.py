@@ -11,6 +11,9 @@ exactly the filled template. Per recipient only the few small values (name, addr
 unsubscribe URL) are encoded and the pieces joined: no ``email.message`` object, no MJML, no
 premailer. Lines stay under 78 octets (``binascii.b2a_qp``), every line ends in CRLF, and no
 line starts with ``.`` (written ``=2E``), so the bytes go to SMTP ``DATA`` as they are.
+
+With DKIM on, the body hash is fed from the same pieces (the body up to the first personal
+field is hashed once per issue) and :mod:`mailer.send.dkim_signing` signs the header block.
 """
 
 from __future__ import annotations
