@@ -11,6 +11,9 @@ exactly the filled template. Per recipient only the few small values (name, addr
 unsubscribe URL) are encoded and the pieces joined: no ``email.message`` object, no MJML, no
 premailer. Lines stay under 78 octets (``binascii.b2a_qp``), every line ends in CRLF, and no
 line starts with ``.`` (written ``=2E``), so the bytes go to SMTP ``DATA`` as they are.
+
+With DKIM on, the body hash is fed from the same pieces (the body up to the first personal
+field is hashed once per issue) and :mod:`mailer.send.dkim_signing` signs the header block.
 """
 
 from __future__ import annotations
@@ -22,17 +25,16 @@ import html
 import re
 import secrets
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr, make_msgid
-from pathlib import Path
 
 from mailer.compose.model import ComposedIssue, PersonalTemplate
 from mailer.config import Config
 from mailer.errors import ConfigError, InvalidAddress
+from mailer.send.dkim_signing import DkimSigner
 from mailer.tokens import make_token
 
 # The headers a DKIM signature must cover (dkimpy's default omits List-Unsubscribe-Post).
@@ -132,33 +134,8 @@ def _plan(template: PersonalTemplate, constants: dict[str, str], escape: bool) -
     return _BodyPlan(tuple(pieces), tuple(fields))
 
 
-class DkimSigner:
-    """Signs whole messages with dkimpy (relaxed/relaxed), covering :data:`DKIM_HEADERS`."""
-
-    def __init__(self, key_file: str, selector: str, domain: str) -> None:
-        try:
-            self._key = Path(key_file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"dkim_key_file: cannot read {key_file}: {exc.strerror}") from None
-        self._selector = selector.encode("ascii")
-        self._domain = domain.encode("ascii")
-
-    def signature(self, message: bytes, headers: Sequence[str]) -> bytes:
-        import dkim
-
-        return bytes(
-            dkim.sign(
-                message,
-                self._selector,
-                self._domain,
-                self._key,
-                canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=[h.encode("ascii") for h in headers],
-            )
-        )
-
-
 def dkim_signer(config: Config) -> DkimSigner | None:
+    """The signer for the configured DKIM key, or None when DKIM is off."""
     keys = (config.dkim_key_file, config.dkim_selector, config.dkim_domain)
     if not any(keys):
         return None
@@ -221,6 +198,9 @@ class MessageFactory:
         self._html = _plan(issue.html, constants, escape=True)
         self._date_second = -1
         self._date_header = b""
+        # The body up to the first personal field is the same in every copy: hash it once.
+        # (The body starts after the blank line, i.e. the CRLF that opens _text_open.)
+        self._body_start = hashlib.sha256(self._text_open[2:] + self._text.pieces[0])
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
         token = make_token(self._keys, recipient.uid, self._token_issue)
@@ -276,16 +256,20 @@ class MessageFactory:
             unsubscribe.encode(),
             b"\r\n",
             self._static_headers,
-            self._text_open,
         ]
+        head_end = len(out)
+        out.append(self._text_open)
         self._fill(out, self._text, values, escape=False)
         out.append(self._html_open)
         self._fill(out, self._html, values, escape=True)
         out.append(self._close)
-        message = b"".join(out)
         if self._signer is not None:
-            message = self._signer.signature(message, self._signed_headers) + message
-        return message
+            body_hash = self._body_start.copy()
+            for piece in out[head_end + 2 :]:  # after _text_open and the first text piece
+                body_hash.update(piece)
+            head = b"".join(out[:head_end])
+            out.insert(0, self._signer.signature(head, body_hash.digest(), self._signed_headers))
+        return b"".join(out)
 
     def _fill(
         self, out: list[bytes], plan: _BodyPlan, values: dict[str, str], *, escape: bool

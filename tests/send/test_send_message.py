@@ -18,7 +18,8 @@ from send_helpers import make_issue
 from mailer.compose.model import ComposedIssue, PersonalTemplate, slot
 from mailer.config import Config
 from mailer.errors import InvalidAddress
-from mailer.send.message import DKIM_HEADERS, DkimSigner, MessageFactory, Recipient, qp_encode
+from mailer.send.dkim_signing import DkimSigner
+from mailer.send.message import DKIM_HEADERS, MessageFactory, Recipient, qp_encode
 from mailer.tokens import new_uid, read_token
 
 
