@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _system import require_tool
+
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -124,9 +126,7 @@ def bench_backend(label: str, url: str | None, data: Path, rows: int, work: Path
 
 
 def sqlite_floor(data: Path, work: Path) -> float:
-    sqlite3 = shutil.which("sqlite3")
-    if sqlite3 is None:
-        raise SystemExit("the sqlite3 shell is needed for the floor (apt-get install sqlite3)")
+    sqlite3 = require_tool("sqlite3", "sqlite3")
     db = work / "floor.db"
     start = time.perf_counter()
     subprocess.run(

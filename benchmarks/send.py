@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from _system import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
@@ -251,8 +252,7 @@ def main() -> None:
     parser.add_argument("--dkim", action="store_true", help="signed vs unsigned rate")
     args = parser.parse_args()
     for tool in (SMTP_SINK, SMTP_SOURCE):
-        if not Path(tool).exists():
-            raise SystemExit(f"{tool} is missing: apt-get install postfix")
+        require_tool(tool, "postfix")
 
     port = free_port()
     sink = start_sink(port)

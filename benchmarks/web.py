@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _system import require_tool
 from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,8 +154,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    require_tool("wrk", "wrk")
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as tmp:
         folder = Path(tmp)
         database_url, tokens = build_newsletter(folder, args.subscribers)
