@@ -26,6 +26,7 @@ from mailer.errors import ConfigError
 CONFIG_FILENAME = "mailer.toml"
 ENV_PREFIX = "MAILER_"
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,13 @@ class Config:
     unsubscribe_mailto: str = ""
     # Where things are.
     root: Path = field(default_factory=Path.cwd)
-    database_url: str = ""
+    # URLs may hold a password: kept out of repr (and so out of tracebacks and logs).
+    database_url: str = field(default="", repr=False)
     layouts_dir: Path = Path("layouts")
     issues_dir: Path = Path("issues")
     secret_key_file: Path = Path(".mailer-secret")
     # Sending.
-    smtp_url: str = "smtp://127.0.0.1:1025"
+    smtp_url: str = field(default="smtp://127.0.0.1:1025", repr=False)
     smtp_password_env: str = "MAILER_SMTP_PASSWORD"
     smtp_ca_file: str = ""
     smtp_timeout: float = 30.0
@@ -67,7 +69,10 @@ class Config:
     @property
     def list_id(self) -> str:
         """RFC 2919 List-Id value, e.g. ``Democracy in Uzbekistan <newsletter.example.org>``."""
-        return f"{self.name} <{self.list_id_domain}>"
+        name = self.name
+        if _SPECIALS.search(name):  # an RFC 5322 phrase may hold these only when quoted
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.list_id_domain}>"
 
     @property
     def sender(self) -> str:
@@ -196,7 +201,10 @@ def _validate(config: Config, source: Path) -> Config:
         raise ConfigError(f"base_url: '{config.base_url}' must start with http:// or https://")
     changes: dict[str, Any] = {"base_url": config.base_url.rstrip("/")}
     if not config.list_id_domain:
-        changes["list_id_domain"] = config.from_address.rpartition("@")[2]
+        # RFC 2919: a label under a domain the sender owns, unique per list (a bare domain
+        # would give every list sent from it the same List-Id).
+        label = re.sub(r"[^a-z0-9]+", "-", config.name.lower()).strip("-") or "newsletter"
+        changes["list_id_domain"] = f"{label}.{config.from_address.rpartition('@')[2]}"
     if not config.database_url:
         changes["database_url"] = f"sqlite:///{config.root / 'subscribers.db'}"
     if config.unsubscribe_mailto and not config.unsubscribe_mailto.startswith("mailto:"):
@@ -223,7 +231,7 @@ reply_to = ""                              # Reply-To: address
 tagline = "The monthly newsletter of Example"
 copyright = "© Example"
 why_received = "You received this email because you subscribed to My Newsletter."
-list_id_domain = ""                        # defaults to the domain of from_address
+list_id_domain = ""                        # default: my-newsletter.<from_address domain>
 unsubscribe_mailto = ""                    # e.g. unsubscribe@example.org, added to List-Unsubscribe
 
 # --- Storage ---
