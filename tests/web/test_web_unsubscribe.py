@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import re
 import secrets
+import sqlite3
 import threading
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
 from mailer.config import Config
+from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.store.status import change_status
 from mailer.store.subscribers import forget
 from mailer.tokens import make_token
+from mailer.web import create_app
 from mailer.web.masking import mask_address
 
 from .helpers import (
@@ -338,3 +343,55 @@ def test_page_escapes_the_masked_address(
     page = client.get(f"/unsubscribe/{token_for(web_config, odd)}").text
     assert "&lt;***@example.org" in page
     assert "<b>" not in page
+
+
+@contextlib.contextmanager
+def sqlite_write_lock(database_url: str) -> Iterator[sqlite3.Connection]:
+    """Hold SQLite's write lock as a long `mailer subscribers import` does."""
+    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+    finally:
+        conn.close()  # rolls back
+
+
+def test_a_post_waits_for_an_import_holding_the_write_lock(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    if not web_config.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    jane = add_subscriber(store, "jane@example.org")
+    with sqlite_write_lock(web_config.database_url):
+        answers: list[int] = []
+        post = threading.Thread(
+            target=lambda: answers.append(
+                client.post(
+                    f"/unsubscribe/{token_for(web_config, jane)}", data=ONE_CLICK
+                ).status_code
+            )
+        )
+        post.start()
+        post.join(0.5)
+        assert post.is_alive() and reload(store, jane).status == SubscriberStatus.ACTIVE
+    post.join(10)
+    assert answers == [200]
+    assert reload(store, jane).status == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_a_post_that_cannot_get_the_lock_is_a_503_to_retry_and_changes_nothing(
+    store: Store, web_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not web_config.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    jane = add_subscriber(store, "jane@example.org")
+    url = f"/unsubscribe/{token_for(web_config, jane)}"
+    with TestClient(create_app(web_config), raise_server_exceptions=False) as client:
+        with sqlite_write_lock(web_config.database_url):
+            answer = client.post(url, data=ONE_CLICK)
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+            assert reload(store, jane).status == SubscriberStatus.ACTIVE
+        # The mail provider's retry, once the import has committed, goes through.
+        assert client.post(url, data=ONE_CLICK).status_code == 200
+    assert reload(store, jane).status == SubscriberStatus.UNSUBSCRIBED
