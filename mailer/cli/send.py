@@ -22,7 +22,7 @@ from rich.table import Table
 from mailer.cli.app import app, get_config
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.config import Config
-from mailer.errors import NotFound, SendError
+from mailer.errors import SendError
 from mailer.send import run as send_run
 from mailer.send.message import Recipient
 from mailer.send.transport import Transport, transport_from_config
@@ -188,17 +188,18 @@ def _print_summary(summary: send_run.Summary) -> None:
 def _test_send(
     store: Store, issue: ComposedIssue, config: Config, to: str, as_: str | None
 ) -> None:
-    try:
-        found = ledger.sample_recipient(store, as_)
-        persona = Recipient(found.uid, found.email, found.name)
-    except NotFound:
-        if as_:
-            raise
-        persona = Recipient(new_uid(), to, "")
+    def lookup(email: str) -> Recipient | None:
+        found = ledger.find_recipient(store, email)
+        return None if found is None else Recipient(found.uid, found.email, found.name)
+
+    chosen = send_run.persona_for_test_send(to, as_, lookup)
+    # A made-up reader: its unsubscribe link is valid-looking but unknown (the 404 page).
+    persona = chosen or Recipient(new_uid(), to, "")
     transport = transport_from_config(config)
     reply = send_run.send_test(issue, config, transport, to, persona)
     typer.echo(
-        f"Test copy of #{issue.meta.number} sent to {to} (personalised as {persona.email}) via "
+        f"Test copy of #{issue.meta.number} sent to {to} (personalised as "
+        f"{chosen.email if chosen else 'a made-up subscriber'}) via "
         f"{transport.describe()}: {reply}. Not recorded in the ledger."
     )
 

@@ -94,6 +94,27 @@ def test_send_resume_and_report(
     assert rows[0]["last_reply"].startswith("550 5.1.1")
 
 
+def test_a_test_copy_never_carries_another_subscribers_name_or_link(
+    cli_env: Callable[..., None], store: Store, smtp: SmtpServer
+) -> None:
+    cli_env(smtp)
+    add_subscribers(store, 2)  # Reader 0 and Reader 1: real people
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "outsider@example.net")
+    assert result.exit_code == 0, result.output
+    assert "personalised as a made-up subscriber" in result.output
+    copy = smtp.accepted[0][1]
+    assert b"Reader 0" not in copy and b"reader0@example.org" not in copy
+    # The recipient is a subscriber: the copy is theirs, with their own working link.
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "READER1@example.org")
+    assert result.exit_code == 0, result.output
+    assert "personalised as reader1@example.org" in result.output
+    assert b"Reader 1" in smtp.accepted[1][1]
+    # --as someone unknown is an error, not a silent stand-in.
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "x@example.net", "--as", "no@example.org")
+    assert result.exit_code == 1 and "error: no subscriber no@example.org" in result.output
+    assert len(smtp.accepted) == 2
+
+
 def test_report_of_an_unsent_issue(cli_env: Callable[..., None], smtp: SmtpServer) -> None:
     cli_env(smtp)
     result = mailer("report", str(SAMPLE_ISSUE))
