@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import signal
 import sys
 import time
@@ -91,7 +90,7 @@ def send(
             return
         _confirm(yes, f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?")
         summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
-        _print_summary(summary)
+        _print_summary(summary, issue_dir)
     finally:
         store.close()
 
@@ -155,7 +154,7 @@ def _with_progress(
         return send_run.send_issue(issues, issue, config, transport, options, on_progress=update)
 
 
-def _print_summary(summary: send_run.Summary) -> None:
+def _print_summary(summary: send_run.Summary, issue_dir: Path) -> None:
     p = summary.progress
     typer.echo(f"#{summary.number} {summary.slug}: {summary.subject}")
     table = Table()
@@ -181,7 +180,7 @@ def _print_summary(summary: send_run.Summary) -> None:
     elif summary.counts[DeliveryStatus.DEFERRED]:
         typer.echo(
             f"{summary.counts[DeliveryStatus.DEFERRED]} deferred: run `mailer send "
-            f"{summary.slug} --retry` later (see `mailer report`)."
+            f"{issue_dir} --retry` later (see `mailer report {issue_dir}`)."
         )
 
 
@@ -242,6 +241,13 @@ def report(
         rows = ledger.problem_rows(store, record.id)
     finally:
         store.close()
+    if csv_file is not None:  # first: an unwritable file is the one line printed
+        try:
+            out = csv_file.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise SendError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
+        with out:
+            ledger.write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
     if rows:
@@ -258,31 +264,6 @@ def report(
             )
         Console(width=200).print(table)
     if csv_file is not None:
-        with csv_file.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                [
-                    "email",
-                    "name",
-                    "delivery_status",
-                    "subscriber_status",
-                    "attempts",
-                    "last_reply",
-                    "updated_at",
-                ]
-            )
-            for row in rows:
-                writer.writerow(
-                    [
-                        row.email,
-                        row.name,
-                        row.delivery_status,
-                        row.subscriber_status,
-                        row.attempts,
-                        row.last_reply,
-                        row.updated_at.isoformat() if row.updated_at else "",
-                    ]
-                )
         typer.echo(f"wrote {len(rows)} rows to {csv_file}")
 
 

@@ -7,10 +7,11 @@ can unsubscribe people while a send runs.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import IO, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -454,6 +455,26 @@ def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
         )
         for r in rows
     ]
+
+
+REPORT_COLUMNS = (
+    "email",
+    "name",
+    "delivery_status",
+    "subscriber_status",
+    "attempts",
+    "last_reply",
+    "updated_at",
+)
+
+
+def write_report_csv(rows: Sequence[ReportRow], out: IO[str]) -> None:
+    """``mailer report --csv``: one line per problem row (``out`` opened with newline="")."""
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    for row in rows:
+        values = {**vars(row), "updated_at": row.updated_at.isoformat() if row.updated_at else ""}
+        writer.writerow([values[column] for column in REPORT_COLUMNS])
 
 
 def find_recipient(store: Store, email: str) -> Recipient | None:

@@ -92,6 +92,9 @@ def test_send_resume_and_report(
         ("reader2@example.org", "failed", "bounced")
     ]
     assert rows[0]["last_reply"].startswith("550 5.1.1")
+    unwritable = mailer("report", str(SAMPLE_ISSUE), "--csv", str(tmp_path / "no" / "x.csv"))
+    assert unwritable.exit_code == 1
+    assert unwritable.output.startswith(f"error: cannot write {tmp_path / 'no' / 'x.csv'}")
 
 
 def test_a_test_copy_never_carries_another_subscribers_name_or_link(
