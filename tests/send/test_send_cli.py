@@ -22,9 +22,8 @@ from typer.testing import CliRunner, Result
 from mailer.cli import app
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue
+from tests.conftest import REPO, SAMPLE_ISSUE
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 PASSWORD = "cli-Secret-pa55word"
 
 

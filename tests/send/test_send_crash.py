@@ -18,12 +18,11 @@ from sqlalchemy import select
 
 from mailer.store.db import Store
 from mailer.store.models import Delivery, DeliveryStatus
+from tests.conftest import REPO, SAMPLE_ISSUE
 
 SUBSCRIBERS = 600
 CONNECTIONS = 2
 KILLS = 4
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 
 
 def _mailer(cwd: Path, database: str, smtp_url: str, *args: str) -> subprocess.Popen[bytes]:
