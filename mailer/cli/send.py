@@ -28,6 +28,7 @@ from mailer.send.transport import Transport, transport_from_config
 from mailer.store import ledger
 from mailer.store.db import Store, open_store
 from mailer.store.models import DeliveryStatus
+from mailer.store.send_lock import send_lock
 from mailer.tokens import new_uid
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
@@ -81,15 +82,17 @@ def send(
             force=force,
             retry=retry,
         )
-        issues = ledger.SqlIssues(store)
-        plan = send_run.plan_send(issues, issue, options)
-        _describe(plan, transport.describe())
-        if plan.to_send == 0:
-            if plan.record is not None:
-                issues.ledger(plan.record.id).finish()
-            return
-        _confirm(yes, f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?")
-        summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
+        with send_lock(store, issue.meta.slug):  # a second run would send every row again
+            issues = ledger.SqlIssues(store)
+            plan = send_run.plan_send(issues, issue, options)
+            _describe(plan, transport.describe())
+            if plan.to_send == 0:
+                if plan.record is not None:
+                    issues.ledger(plan.record.id).finish()
+                return
+            question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
+            _confirm(yes, question)
+            summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
         _print_summary(summary, issue_dir)
     finally:
         store.close()
