@@ -65,8 +65,8 @@ def send(
     err = Console(stderr=True)
     for warning in issue.warnings:
         err.print(f"warning: {warning}", markup=False)
-    store = open_store(config.database_url)
-    try:
+    # guard(): a database failure is one line, not a driver traceback with the SQL
+    with open_store(config.database_url).guard() as store:
         if to:
             _test_send(store, issue, config, to, as_)
             return
@@ -94,8 +94,6 @@ def send(
             _confirm(yes, question)
             summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
         _print_summary(summary, issue_dir)
-    finally:
-        store.close()
 
 
 def _describe(plan: send_run.Plan, transport: str) -> None:
@@ -237,13 +235,11 @@ def report(
 ) -> None:
     """Delivery counts of an issue, and its failed, deferred and bounced recipients."""
     config = get_config(ctx)
-    store = open_store(config.database_url)
-    try:
+    # guard(): a database failure is one line, not a driver traceback with the SQL
+    with open_store(config.database_url).guard() as store:
         record = ledger.require_issue(store, issue_dir.name)
         counts = ledger.counts(store, record.id)
         rows = ledger.problem_rows(store, record.id)
-    finally:
-        store.close()
     if csv_file is not None:  # first: an unwritable file is the one line printed
         try:
             out = csv_file.open("w", newline="", encoding="utf-8")

@@ -7,6 +7,7 @@ import mailbox
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from mailer.cli import app
+from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue
 from tests.conftest import REPO, SAMPLE_ISSUE
@@ -231,3 +233,32 @@ def test_sink_keeps_messages_and_stops_cleanly(
     assert sink.returncode == 0, err
     assert "Stopped; 3 messages received." in out
     assert len(mailbox.Maildir(config_env / "inbox")) == 3
+
+
+def test_a_locked_database_is_one_line_without_the_sql(
+    cli_env: Callable[..., None],
+    store: Store,
+    smtp: SmtpServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """E.g. a long import holding SQLite's write lock: no driver traceback, SQL or addresses."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    cli_env(smtp)
+    add_subscribers(store, 3)
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    lock = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        result = mailer("send", str(SAMPLE_ISSUE), "--yes")
+    finally:
+        lock.close()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # not an escaped driver exception
+    assert result.output.splitlines()[-1].endswith("database is locked")
+    assert "error: database sqlite:///" in result.output
+    assert "INSERT" not in result.output and "reader0@" not in result.output
+    assert smtp.recipients == []
+    assert mailer("send", str(SAMPLE_ISSUE), "--yes").exit_code == 0  # and it resumes
+    assert sorted(smtp.recipients) == [f"reader{i}@example.org" for i in range(3)]
