@@ -68,6 +68,10 @@ def send(
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
         if to:
+            if dry_run or retry or force:  # --dry-run must never send, even a test copy
+                raise SendError(
+                    "--to sends one test copy: it goes without --dry-run/--retry/--force"
+                )
             _test_send(store, issue, config, to, as_)
             return
         if as_:
