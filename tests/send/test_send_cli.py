@@ -247,7 +247,7 @@ def test_a_locked_database_is_one_line_without_the_sql(
         pytest.skip("SQLite's database-wide write lock")
     cli_env(smtp)
     add_subscribers(store, 3)
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(db, "LOCK_WAIT_MS", 100)
     lock = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
         lock.execute("BEGIN IMMEDIATE")

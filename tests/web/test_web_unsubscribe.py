@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from mailer.config import Config
@@ -346,23 +347,31 @@ def test_page_escapes_the_masked_address(
 
 
 @contextlib.contextmanager
-def sqlite_write_lock(database_url: str) -> Iterator[sqlite3.Connection]:
-    """Hold SQLite's write lock as a long `mailer subscribers import` does."""
-    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield conn
-    finally:
-        conn.close()  # rolls back
+def import_lock(store: Store, subscriber: Subscriber) -> Iterator[None]:
+    """Hold the lock a long `mailer subscribers import` holds on ``subscriber``: SQLite's
+    database-wide write lock, or PostgreSQL's lock on the row it updated."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            conn.close()  # rolls back
+        return
+    with store.engine.connect() as locker:
+        locker.execute(
+            select(Subscriber.id).where(Subscriber.id == subscriber.id).with_for_update()
+        )
+        yield
+        locker.rollback()
 
 
-def test_a_post_waits_for_an_import_holding_the_write_lock(
+def test_a_post_waits_for_an_import_holding_the_lock(
     client: TestClient, store: Store, web_config: Config
 ) -> None:
-    if not web_config.database_url.startswith("sqlite"):
-        pytest.skip("SQLite's database-wide write lock")
     jane = add_subscriber(store, "jane@example.org")
-    with sqlite_write_lock(web_config.database_url):
+    with import_lock(store, jane):
         answers: list[int] = []
         post = threading.Thread(
             target=lambda: answers.append(
@@ -382,13 +391,11 @@ def test_a_post_waits_for_an_import_holding_the_write_lock(
 def test_a_post_that_cannot_get_the_lock_is_a_503_to_retry_and_changes_nothing(
     store: Store, web_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not web_config.database_url.startswith("sqlite"):
-        pytest.skip("SQLite's database-wide write lock")
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(db, "LOCK_WAIT_MS", 200)
     jane = add_subscriber(store, "jane@example.org")
     url = f"/unsubscribe/{token_for(web_config, jane)}"
     with TestClient(create_app(web_config), raise_server_exceptions=False) as client:
-        with sqlite_write_lock(web_config.database_url):
+        with import_lock(store, jane):
             answer = client.post(url, data=ONE_CLICK)
             assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
             assert reload(store, jane).status == SubscriberStatus.ACTIVE
