@@ -61,6 +61,8 @@ def _writing(store: Store) -> Iterator[Session]:
     with store.session() as session, session.begin():
         if store.engine.dialect.name == "sqlite":
             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        else:  # bounded like SQLite's busy timeout: a 503 rather than a hung request
+            session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {db.LOCK_WAIT_MS:d}")
         yield session
 
 
