@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from mailer.errors import ConfigError
 
 CONFIG_FILENAME = "mailer.toml"
 ENV_PREFIX = "MAILER_"
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
@@ -192,10 +193,19 @@ def _coerce(key: str, value: Any, default: Any, root: Path) -> Any:
     return value.strip()
 
 
+def _is_address(value: str) -> bool:
+    """One plain address (these go into headers and MAIL FROM as they are)."""
+    try:
+        found = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return bool(found.normalized == value or found.normalized.lower() == value.lower())
+
+
 def _validate(config: Config, source: Path) -> Config:
     for key in ("from_address", "reply_to", "envelope_sender"):
         value = getattr(config, key)
-        if value and not _ADDRESS.match(value):
+        if value and not _is_address(value):
             raise ConfigError(f"{key}: '{value}' is not an email address")
     if not re.match(r"^https?://[^/\s]+", config.base_url):
         raise ConfigError(f"base_url: '{config.base_url}' must start with http:// or https://")
