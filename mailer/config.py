@@ -217,8 +217,16 @@ def _validate(config: Config, source: Path) -> Config:
         changes["list_id_domain"] = f"{label}.{config.from_address.rpartition('@')[2]}"
     if not config.database_url:
         changes["database_url"] = f"sqlite:///{config.root / 'subscribers.db'}"
-    if config.unsubscribe_mailto and not config.unsubscribe_mailto.startswith("mailto:"):
-        changes["unsubscribe_mailto"] = "mailto:" + config.unsubscribe_mailto
+    if config.unsubscribe_mailto:
+        mailto = config.unsubscribe_mailto.removeprefix("mailto:")
+        address, _, query = mailto.partition("?")  # e.g. ?subject=unsubscribe
+        # It goes into List-Unsubscribe as <mailto:...>: no '>', spaces or second address.
+        if not _is_address(address) or any(c in query for c in "<> ,"):
+            raise ConfigError(
+                f"unsubscribe_mailto: '{config.unsubscribe_mailto}' should be an address, "
+                "e.g. unsubscribe@example.org or mailto:unsubscribe@example.org?subject=stop"
+            )
+        changes["unsubscribe_mailto"] = "mailto:" + mailto
     if config.rate and not re.match(r"^\d+(\.\d+)?/(s|m|h|sec|min|hour)$", config.rate):
         raise ConfigError(f"rate: '{config.rate}' should look like 50/s, 3000/m or 10000/h")
     return dataclasses.replace(config, **changes)

@@ -37,6 +37,7 @@ def test_environment_overrides_file(config_env: Path, monkeypatch: pytest.Monkey
         ({"MAILER_BASE_URL": "ftp://x"}, "base_url"),
         ({"MAILER_FROM_ADDRESS": "not an address"}, "from_address"),
         ({"MAILER_REPLY_TO": "a,b@example.org"}, "reply_to"),  # would be two addresses
+        ({"MAILER_UNSUBSCRIBE_MAILTO": "u@example.org>, <https://evil"}, "unsubscribe_mailto"),
         ({"MAILER_ENVELOPE_SENDER": "Bounces <b@example.org>"}, "envelope_sender"),
         ({"MAILER_CONNECTIONS": "zero"}, "connections"),
         ({"MAILER_NAME": "Evil\r\nBcc: x@example.org"}, "name"),
