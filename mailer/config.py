@@ -209,6 +209,10 @@ def _validate(config: Config, source: Path) -> Config:
             raise ConfigError(f"{key}: '{value}' is not an email address")
     if not re.match(r"^https?://[^/\s]+", config.base_url):
         raise ConfigError(f"base_url: '{config.base_url}' must start with http:// or https://")
+    if re.search(r"[\s<>\"'`?#\\]", config.base_url):  # it goes into <...> headers and links
+        raise ConfigError(
+            f"base_url: '{config.base_url}' must be a plain URL (no spaces, quotes, <>, ? or #)"
+        )
     changes: dict[str, Any] = {"base_url": config.base_url.rstrip("/")}
     if not config.list_id_domain:
         # RFC 2919: a label under a domain the sender owns, unique per list (a bare domain

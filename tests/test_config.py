@@ -35,6 +35,7 @@ def test_environment_overrides_file(config_env: Path, monkeypatch: pytest.Monkey
     ("env", "message"),
     [
         ({"MAILER_BASE_URL": "ftp://x"}, "base_url"),
+        ({"MAILER_BASE_URL": "https://x.example.org/a>, <https://evil"}, "base_url"),
         ({"MAILER_FROM_ADDRESS": "not an address"}, "from_address"),
         ({"MAILER_REPLY_TO": "a,b@example.org"}, "reply_to"),  # would be two addresses
         ({"MAILER_UNSUBSCRIBE_MAILTO": "u@example.org>, <https://evil"}, "unsubscribe_mailto"),
