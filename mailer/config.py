@@ -21,11 +21,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from mailer.errors import ConfigError
 
 CONFIG_FILENAME = "mailer.toml"
 ENV_PREFIX = "MAILER_"
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,13 @@ class Config:
     unsubscribe_mailto: str = ""
     # Where things are.
     root: Path = field(default_factory=Path.cwd)
-    database_url: str = ""
+    # URLs may hold a password: kept out of repr (and so out of tracebacks and logs).
+    database_url: str = field(default="", repr=False)
     layouts_dir: Path = Path("layouts")
     issues_dir: Path = Path("issues")
     secret_key_file: Path = Path(".mailer-secret")
     # Sending.
-    smtp_url: str = "smtp://127.0.0.1:1025"
+    smtp_url: str = field(default="smtp://127.0.0.1:1025", repr=False)
     smtp_password_env: str = "MAILER_SMTP_PASSWORD"
     smtp_ca_file: str = ""
     smtp_timeout: float = 30.0
@@ -67,7 +70,10 @@ class Config:
     @property
     def list_id(self) -> str:
         """RFC 2919 List-Id value, e.g. ``Democracy in Uzbekistan <newsletter.example.org>``."""
-        return f"{self.name} <{self.list_id_domain}>"
+        name = self.name
+        if _SPECIALS.search(name):  # an RFC 5322 phrase may hold these only when quoted
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.list_id_domain}>"
 
     @property
     def sender(self) -> str:
@@ -187,20 +193,44 @@ def _coerce(key: str, value: Any, default: Any, root: Path) -> Any:
     return value.strip()
 
 
+def _is_address(value: str) -> bool:
+    """One plain address (these go into headers and MAIL FROM as they are)."""
+    try:
+        found = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return bool(found.normalized == value or found.normalized.lower() == value.lower())
+
+
 def _validate(config: Config, source: Path) -> Config:
     for key in ("from_address", "reply_to", "envelope_sender"):
         value = getattr(config, key)
-        if value and not _ADDRESS.match(value):
+        if value and not _is_address(value):
             raise ConfigError(f"{key}: '{value}' is not an email address")
     if not re.match(r"^https?://[^/\s]+", config.base_url):
         raise ConfigError(f"base_url: '{config.base_url}' must start with http:// or https://")
+    if re.search(r"[\s<>\"'`?#\\]", config.base_url):  # it goes into <...> headers and links
+        raise ConfigError(
+            f"base_url: '{config.base_url}' must be a plain URL (no spaces, quotes, <>, ? or #)"
+        )
     changes: dict[str, Any] = {"base_url": config.base_url.rstrip("/")}
     if not config.list_id_domain:
-        changes["list_id_domain"] = config.from_address.rpartition("@")[2]
+        # RFC 2919: a label under a domain the sender owns, unique per list (a bare domain
+        # would give every list sent from it the same List-Id).
+        label = re.sub(r"[^a-z0-9]+", "-", config.name.lower()).strip("-") or "newsletter"
+        changes["list_id_domain"] = f"{label}.{config.from_address.rpartition('@')[2]}"
     if not config.database_url:
         changes["database_url"] = f"sqlite:///{config.root / 'subscribers.db'}"
-    if config.unsubscribe_mailto and not config.unsubscribe_mailto.startswith("mailto:"):
-        changes["unsubscribe_mailto"] = "mailto:" + config.unsubscribe_mailto
+    if config.unsubscribe_mailto:
+        mailto = config.unsubscribe_mailto.removeprefix("mailto:")
+        address, _, query = mailto.partition("?")  # e.g. ?subject=unsubscribe
+        # It goes into List-Unsubscribe as <mailto:...>: no '>', spaces or second address.
+        if not _is_address(address) or any(c in query for c in "<> ,"):
+            raise ConfigError(
+                f"unsubscribe_mailto: '{config.unsubscribe_mailto}' should be an address, "
+                "e.g. unsubscribe@example.org or mailto:unsubscribe@example.org?subject=stop"
+            )
+        changes["unsubscribe_mailto"] = "mailto:" + mailto
     if config.rate and not re.match(r"^\d+(\.\d+)?/(s|m|h|sec|min|hour)$", config.rate):
         raise ConfigError(f"rate: '{config.rate}' should look like 50/s, 3000/m or 10000/h")
     return dataclasses.replace(config, **changes)
@@ -223,7 +253,7 @@ reply_to = ""                              # Reply-To: address
 tagline = "The monthly newsletter of Example"
 copyright = "© Example"
 why_received = "You received this email because you subscribed to My Newsletter."
-list_id_domain = ""                        # defaults to the domain of from_address
+list_id_domain = ""                        # default: my-newsletter.<from_address domain>
 unsubscribe_mailto = ""                    # e.g. unsubscribe@example.org, added to List-Unsubscribe
 
 # --- Storage ---

@@ -130,7 +130,12 @@ class PreviewServer(ThreadingHTTPServer):
 
     def __init__(self, preview: Preview, host: str = "127.0.0.1", port: int = 0) -> None:
         self.preview = preview
-        super().__init__((host, port), _Handler)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            raise MailerError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (--port 0 picks a free one)"
+            ) from None
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
 

@@ -9,9 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from mailer.store import schema
+from mailer.store.db import Store, create_db_engine, open_store
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 ARTIFACTS = REPO / "test-artifacts"
+# Debian's chromium, driven by Playwright (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,6 +58,17 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """An open store on a database migrated to the latest revision."""
+    engine = create_db_engine(database_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    opened = open_store(database_url)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

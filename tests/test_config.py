@@ -35,7 +35,11 @@ def test_environment_overrides_file(config_env: Path, monkeypatch: pytest.Monkey
     ("env", "message"),
     [
         ({"MAILER_BASE_URL": "ftp://x"}, "base_url"),
+        ({"MAILER_BASE_URL": "https://x.example.org/a>, <https://evil"}, "base_url"),
         ({"MAILER_FROM_ADDRESS": "not an address"}, "from_address"),
+        ({"MAILER_REPLY_TO": "a,b@example.org"}, "reply_to"),  # would be two addresses
+        ({"MAILER_UNSUBSCRIBE_MAILTO": "u@example.org>, <https://evil"}, "unsubscribe_mailto"),
+        ({"MAILER_ENVELOPE_SENDER": "Bounces <b@example.org>"}, "envelope_sender"),
         ({"MAILER_CONNECTIONS": "zero"}, "connections"),
         ({"MAILER_NAME": "Evil\r\nBcc: x@example.org"}, "name"),
         ({"MAILER_RATE": "fast"}, "rate"),
@@ -108,3 +112,24 @@ def test_cli_error_is_one_line(config_env: Path, monkeypatch: pytest.MonkeyPatch
         "kept existing " + str(config_env / "mailer.toml"),
         "error: base_url: 'nope' must start with http:// or https://",
     ]
+
+
+def test_urls_with_passwords_stay_out_of_repr(
+    config_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILER_SMTP_URL", "smtp://bob:smtp-pw-123@mail.example.org:587")
+    monkeypatch.setenv("MAILER_DATABASE_URL", "postgresql+psycopg://app:db-pw-456@db/news")
+    shown = repr(load_config())
+    assert "smtp-pw-123" not in shown and "db-pw-456" not in shown
+    assert "Democracy in Uzbekistan" in shown  # the rest is still there for debugging
+
+
+def test_default_list_id_is_a_label_under_the_sender_domain(
+    config_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILER_LIST_ID_DOMAIN", "")
+    monkeypatch.setenv("MAILER_NAME", 'News, "Weekly" Edition')
+    config = load_config()
+    assert config.list_id == (
+        '"News, \\"Weekly\\" Edition" <news-weekly-edition.yuksalish.example.org>'
+    )

@@ -61,7 +61,9 @@ def build_command(
 def preview(
     ctx: typer.Context,
     issue_dir: Path = typer.Argument(..., help="The issue folder to preview.", show_default=False),
-    port: int = typer.Option(8025, "--port", "-p", help="Port on 127.0.0.1 (0: any free one)."),
+    port: int = typer.Option(
+        8025, "--port", "-p", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."
+    ),
 ) -> None:
     get_config(ctx)  # fail now, with the usual message, if the config is broken
     path = config_file(ctx)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import signal
 import sys
 import time
@@ -22,13 +21,14 @@ from rich.table import Table
 from mailer.cli.app import app, get_config
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.config import Config
-from mailer.errors import NotFound, SendError
+from mailer.errors import SendError
 from mailer.send import run as send_run
 from mailer.send.message import Recipient
 from mailer.send.transport import Transport, transport_from_config
 from mailer.store import ledger
 from mailer.store.db import Store, open_store
 from mailer.store.models import DeliveryStatus
+from mailer.store.send_lock import send_lock
 from mailer.tokens import new_uid
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
@@ -65,9 +65,13 @@ def send(
     err = Console(stderr=True)
     for warning in issue.warnings:
         err.print(f"warning: {warning}", markup=False)
-    store = open_store(config.database_url)
-    try:
+    # guard(): a database failure is one line, not a driver traceback with the SQL
+    with open_store(config.database_url).guard() as store:
         if to:
+            if dry_run or retry or force:  # --dry-run must never send, even a test copy
+                raise SendError(
+                    "--to sends one test copy: it goes without --dry-run/--retry/--force"
+                )
             _test_send(store, issue, config, to, as_)
             return
         if as_:
@@ -82,18 +86,18 @@ def send(
             force=force,
             retry=retry,
         )
-        issues = ledger.SqlIssues(store)
-        plan = send_run.plan_send(issues, issue, options)
-        _describe(plan, transport.describe())
-        if plan.to_send == 0:
-            if plan.record is not None:
-                issues.ledger(plan.record.id).finish()
-            return
-        _confirm(yes, f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?")
-        summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
-        _print_summary(summary)
-    finally:
-        store.close()
+        with send_lock(store, issue.meta.slug):  # a second run would send every row again
+            issues = ledger.SqlIssues(store)
+            plan = send_run.plan_send(issues, issue, options)
+            _describe(plan, transport.describe())
+            if plan.to_send == 0:
+                if plan.record is not None:
+                    issues.ledger(plan.record.id).finish()
+                return
+            question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
+            _confirm(yes, question)
+            summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
+        _print_summary(summary, issue_dir)
 
 
 def _describe(plan: send_run.Plan, transport: str) -> None:
@@ -155,7 +159,7 @@ def _with_progress(
         return send_run.send_issue(issues, issue, config, transport, options, on_progress=update)
 
 
-def _print_summary(summary: send_run.Summary) -> None:
+def _print_summary(summary: send_run.Summary, issue_dir: Path) -> None:
     p = summary.progress
     typer.echo(f"#{summary.number} {summary.slug}: {summary.subject}")
     table = Table()
@@ -181,24 +185,25 @@ def _print_summary(summary: send_run.Summary) -> None:
     elif summary.counts[DeliveryStatus.DEFERRED]:
         typer.echo(
             f"{summary.counts[DeliveryStatus.DEFERRED]} deferred: run `mailer send "
-            f"{summary.slug} --retry` later (see `mailer report`)."
+            f"{issue_dir} --retry` later (see `mailer report {issue_dir}`)."
         )
 
 
 def _test_send(
     store: Store, issue: ComposedIssue, config: Config, to: str, as_: str | None
 ) -> None:
-    try:
-        found = ledger.sample_recipient(store, as_)
-        persona = Recipient(found.uid, found.email, found.name)
-    except NotFound:
-        if as_:
-            raise
-        persona = Recipient(new_uid(), to, "")
+    def lookup(email: str) -> Recipient | None:
+        found = ledger.find_recipient(store, email)
+        return None if found is None else Recipient(found.uid, found.email, found.name)
+
+    chosen = send_run.persona_for_test_send(to, as_, lookup)
+    # A made-up reader: its unsubscribe link is valid-looking but unknown (the 404 page).
+    persona = chosen or Recipient(new_uid(), to, "")
     transport = transport_from_config(config)
     reply = send_run.send_test(issue, config, transport, to, persona)
     typer.echo(
-        f"Test copy of #{issue.meta.number} sent to {to} (personalised as {persona.email}) via "
+        f"Test copy of #{issue.meta.number} sent to {to} (personalised as "
+        f"{chosen.email if chosen else 'a made-up subscriber'}) via "
         f"{transport.describe()}: {reply}. Not recorded in the ledger."
     )
 
@@ -234,13 +239,18 @@ def report(
 ) -> None:
     """Delivery counts of an issue, and its failed, deferred and bounced recipients."""
     config = get_config(ctx)
-    store = open_store(config.database_url)
-    try:
+    # guard(): a database failure is one line, not a driver traceback with the SQL
+    with open_store(config.database_url).guard() as store:
         record = ledger.require_issue(store, issue_dir.name)
         counts = ledger.counts(store, record.id)
         rows = ledger.problem_rows(store, record.id)
-    finally:
-        store.close()
+    if csv_file is not None:  # first: an unwritable file is the one line printed
+        try:
+            out = csv_file.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise SendError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
+        with out:
+            ledger.write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
     if rows:
@@ -257,31 +267,6 @@ def report(
             )
         Console(width=200).print(table)
     if csv_file is not None:
-        with csv_file.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                [
-                    "email",
-                    "name",
-                    "delivery_status",
-                    "subscriber_status",
-                    "attempts",
-                    "last_reply",
-                    "updated_at",
-                ]
-            )
-            for row in rows:
-                writer.writerow(
-                    [
-                        row.email,
-                        row.name,
-                        row.delivery_status,
-                        row.subscriber_status,
-                        row.attempts,
-                        row.last_reply,
-                        row.updated_at.isoformat() if row.updated_at else "",
-                    ]
-                )
         typer.echo(f"wrote {len(rows)} rows to {csv_file}")
 
 

@@ -27,6 +27,7 @@ from mailer.store.subscribers import (
 
 subscribers_app = typer.Typer(help="Manage the subscriber list.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
+EMAIL = typer.Argument(..., help="The address (any letter case).", show_default=False)
 
 
 @contextmanager
@@ -48,7 +49,7 @@ def _attrs(pairs: list[str]) -> dict[str, str]:
 @subscribers_app.command("add")
 def add(
     ctx: typer.Context,
-    email: str,
+    email: str = EMAIL,
     name: str = typer.Option("", "--name", help="Display name."),
     attr: list[str] = typer.Option([], "--attr", help="An attribute key=value (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Add a forgotten address back."),
@@ -62,7 +63,7 @@ def add(
 @subscribers_app.command("remove")
 def remove(
     ctx: typer.Context,
-    email: str,
+    email: str = EMAIL,
     force: bool = typer.Option(False, "--force", help="Remove even if unsubscribed."),
 ) -> None:
     """Delete a subscriber (with their history). Prefer `unsubscribe`, or `forget` (GDPR)."""
@@ -72,7 +73,7 @@ def remove(
 
 
 @subscribers_app.command("show")
-def show(ctx: typer.Context, email: str) -> None:
+def show(ctx: typer.Context, email: str = EMAIL) -> None:
     """Show one subscriber and their status history."""
     with _store(ctx) as store:
         s = get_subscriber(store, email)
@@ -191,7 +192,7 @@ def export(
 @subscribers_app.command("unsubscribe")
 def unsubscribe(
     ctx: typer.Context,
-    email: str,
+    email: str = EMAIL,
     reason: str = typer.Option("", "--reason", help="Why (kept in the history)."),
 ) -> None:
     """Unsubscribe an address (e.g. a request by email)."""
@@ -203,7 +204,7 @@ def unsubscribe(
 @subscribers_app.command("resubscribe")
 def resubscribe(
     ctx: typer.Context,
-    email: str,
+    email: str = EMAIL,
     reason: str = typer.Option("", "--reason", help="Why (kept in the history)."),
 ) -> None:
     """Make an unsubscribed, bounced or complained address active again (logged)."""
@@ -213,7 +214,7 @@ def resubscribe(
 
 
 @subscribers_app.command("forget")
-def forget_(ctx: typer.Context, email: str) -> None:
+def forget_(ctx: typer.Context, email: str = EMAIL) -> None:
     """Erase an address and everything about it (GDPR); block it from future imports."""
     with _store(ctx) as store:
         done = forget(store, email)

@@ -11,7 +11,7 @@ from mailer.cli.app import app, get_config
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
 ) -> None:
     """Serve the unsubscribe links and the web archive (put a TLS reverse proxy in front).
 

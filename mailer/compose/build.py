@@ -12,6 +12,7 @@ from mailer.compose.layout import date_text
 from mailer.compose.model import ComposedIssue, IssueMeta
 from mailer.compose.pipeline import GMAIL_CLIP_BYTES, compose_loaded, size_warning
 from mailer.config import Config
+from mailer.errors import IssueError
 from mailer.tokens import TOKEN_LENGTH
 
 SAMPLE_NAME = "Sample Reader"
@@ -66,10 +67,10 @@ def build(issue_dir: Path, config: Config) -> Built:
 
 def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
     """Write index.html and index.txt into ``out_dir`` (temp files, renamed once complete)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "index.html", out_dir / "index.txt")
     temps: list[str] = []
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for content in (built.html, built.text):
             fd, tmp = tempfile.mkstemp(prefix=".build.", dir=out_dir)
             temps.append(tmp)
@@ -78,6 +79,8 @@ def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a build is a normal file
         for tmp, path in zip(temps, paths, strict=True):  # rename only once both are written
             os.replace(tmp, path)
+    except OSError as exc:
+        raise IssueError(f"cannot write the build to {out_dir}: {exc.strerror or exc}") from None
     finally:
         for tmp in temps:
             Path(tmp).unlink(missing_ok=True)

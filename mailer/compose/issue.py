@@ -140,6 +140,9 @@ def parse_snippet(path: Path, text: str) -> Article:
         data = yaml.safe_load(front) if front.strip() else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        context = getattr(exc, "context_mark", None)
+        if mark is not None and context is not None and mark.line >= end - 2:
+            mark = context  # ran to the end (an unclosed [ or "): point where it opened
         line = f":{mark.line + 2}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise IssueError(f"{path}{line}: malformed front matter: {problem}") from None

@@ -56,7 +56,7 @@ from typing import Protocol
 
 from mailer.compose.model import ComposedIssue
 from mailer.config import Config
-from mailer.errors import InvalidAddress, MailerError, SendError, TransportError
+from mailer.errors import InvalidAddress, MailerError, NotFound, SendError, TransportError
 from mailer.send.message import MessageFactory, Recipient, dkim_signer
 from mailer.send.transport import Connection, Reply, Transport
 from mailer.store.ledger import DeliveryResult, IssueFacts, IssueRecord, LedgerRow
@@ -619,6 +619,20 @@ class _Run:
 
 
 # --- test sends and dry runs ---------------------------------------------------------------
+
+
+def persona_for_test_send(
+    to: str, as_: str | None, lookup: Callable[[str], Recipient | None]
+) -> Recipient | None:
+    """Whom a test copy to ``to`` is personalised as: ``as_``, else ``to`` itself when it is
+    a subscriber, else nobody (None: a made-up reader). Never silently another subscriber:
+    their name and working unsubscribe link would go to someone else."""
+    if as_:
+        found = lookup(as_)
+        if found is None:
+            raise NotFound(f"no subscriber {as_}")
+        return found
+    return lookup(to)
 
 
 def send_test(

@@ -13,6 +13,11 @@ from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
 
+# How long a writer waits for another's lock (e.g. a running import's) before giving up:
+# SQLite's busy timeout ("database is locked"); PostgreSQL's lock_timeout where a request
+# must not wait forever (the web app then answers 503 + Retry-After).
+LOCK_WAIT_MS = 10_000
+
 
 def redacted(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
@@ -46,7 +51,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS:d}")
     cursor.close()
 
 

@@ -7,10 +7,11 @@ can unsubscribe people while a send runs.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import IO, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -456,22 +457,35 @@ def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
     ]
 
 
-def sample_recipient(store: Store, email: str | None = None) -> Recipient:
-    """The subscriber with ``email`` (any status), or the first active one, for test sends."""
+REPORT_COLUMNS = (
+    "email",
+    "name",
+    "delivery_status",
+    "subscriber_status",
+    "attempts",
+    "last_reply",
+    "updated_at",
+)
+
+
+def write_report_csv(rows: Sequence[ReportRow], out: IO[str]) -> None:
+    """``mailer report --csv``: one line per problem row (``out`` opened with newline="")."""
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    for row in rows:
+        values = {**vars(row), "updated_at": row.updated_at.isoformat() if row.updated_at else ""}
+        writer.writerow([values[column] for column in REPORT_COLUMNS])
+
+
+def find_recipient(store: Store, email: str) -> Recipient | None:
+    """The subscriber with ``email`` (any status), for personalising a test send."""
     with store.session() as session:
-        query = select(Subscriber.uid, Subscriber.email, Subscriber.name)
-        if email:
-            query = query.where(Subscriber.email_key == email.strip().lower())
-        else:
-            query = query.where(Subscriber.status == SubscriberStatus.ACTIVE).order_by(
-                Subscriber.id
-            )
-        row = session.execute(query.limit(1)).first()
-    if row is None:
-        if email:
-            raise NotFound(f"no subscriber {email}")
-        raise NotFound("no active subscriber to personalise the test copy as; use --as EMAIL")
-    return Recipient(uid=row[0], email=row[1], name=row[2] or "")
+        row = session.execute(
+            select(Subscriber.uid, Subscriber.email, Subscriber.name)
+            .where(Subscriber.email_key == email.strip().lower())
+            .limit(1)
+        ).first()
+    return None if row is None else Recipient(uid=row[0], email=row[1], name=row[2] or "")
 
 
 def active_rows(store: Store, *, after_id: int, limit: int) -> list[LedgerRow]:

@@ -66,10 +66,6 @@ def _get(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
-def is_forgotten(session: Session, email_key: str) -> bool:
-    return session.get(ForgottenAddress, address_hash(email_key)) is not None
-
-
 def add_subscriber(
     store: Store,
     email: str,

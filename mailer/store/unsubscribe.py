@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mailer.errors import DatabaseUnavailable
+from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Base, Issue, Subscriber, SubscriberStatus
 from mailer.store.status import StatusChange, change_status, change_statuses
@@ -60,6 +61,8 @@ def _writing(store: Store) -> Iterator[Session]:
     with store.session() as session, session.begin():
         if store.engine.dialect.name == "sqlite":
             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        else:  # bounded like SQLite's busy timeout: a 503 rather than a hung request
+            session.connection().exec_driver_sql(f"SET LOCAL lock_timeout = {db.LOCK_WAIT_MS:d}")
         yield session
 
 
@@ -138,6 +141,8 @@ def unsubscribe_many(store: Store, requests: Sequence[LinkUnsubscribe]) -> list[
         with store.engine.begin() as conn:
             if conn.dialect.name == "sqlite":  # see _writing
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:  # a row an import holds: wait as long as SQLite would, then a 503
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {db.LOCK_WAIT_MS:d}")
             found = {row.uid: row for row in conn.execute(_LOCK_SUBSCRIBERS, {"uids": uids})}
             issue_ids: dict[int, int] = {}
             if numbers:

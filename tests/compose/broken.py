@@ -77,6 +77,12 @@ BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
         lambda d: (d / "appointment.md").write_text("---\ntitle: T\nlink: [oops\n---\nText\n"),
         "appointment.md:3: malformed front matter",
     ),
+    "unclosed bracket in front matter": (
+        lambda d: (d / "appointment.md").write_text(
+            "---\ntitle: [oops\n# link: https://example.org\n# author: A\n---\nText\n"
+        ),
+        "appointment.md:2: malformed front matter",
+    ),
     "unknown front matter key": (
         lambda d: (d / "appointment.md").write_text("---\ntitle: T\nsection: x\n---\nText\n"),
         "appointment.md:3: unknown front matter key 'section'",

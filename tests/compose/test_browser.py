@@ -13,19 +13,10 @@ import pytest
 
 from mailer.compose.build import build
 from mailer.config import Config
-from tests.conftest import ARTIFACTS, SAMPLE_ISSUE
+from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SAMPLE_ISSUE
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 # Contrast of every visible text against its effective background (WCAG 2 formula).
 CONTRAST_JS = """
@@ -82,7 +73,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

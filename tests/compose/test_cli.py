@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +63,24 @@ def test_build_default_out_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "025-may-2022" / "index.html").is_file()
     assert (tmp_path / "out" / "025-may-2022" / "index.txt").is_file()
+
+
+def test_an_unwritable_out_folder_is_one_line(issue: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "out"
+    result = runner.invoke(app, [*CONFIG, "build", str(issue), "--out", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output == f"error: cannot write the build to {out}: Not a directory\n"
+
+
+def test_preview_on_a_port_in_use_is_one_line(issue: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, [*CONFIG, "preview", str(issue), "--port", str(port)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
 
 
 def test_build_warns_above_90_kb(issue: Path, tmp_path: Path) -> None:

@@ -10,23 +10,11 @@ import pytest
 from send_smtp_server import Certs, SmtpServer, make_certs
 
 from mailer.config import Config, load_config
-from mailer.store import schema
-from mailer.store.db import Store, create_db_engine, open_store
 
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    engine = create_db_engine(database_url)
-    schema.upgrade(engine)
-    engine.dispose()
-    opened = open_store(database_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import mailbox
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -20,11 +21,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from mailer.cli import app
+from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue
+from tests.conftest import REPO, SAMPLE_ISSUE
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 PASSWORD = "cli-Secret-pa55word"
 
 
@@ -92,6 +93,30 @@ def test_send_resume_and_report(
         ("reader2@example.org", "failed", "bounced")
     ]
     assert rows[0]["last_reply"].startswith("550 5.1.1")
+    unwritable = mailer("report", str(SAMPLE_ISSUE), "--csv", str(tmp_path / "no" / "x.csv"))
+    assert unwritable.exit_code == 1
+    assert unwritable.output.startswith(f"error: cannot write {tmp_path / 'no' / 'x.csv'}")
+
+
+def test_a_test_copy_never_carries_another_subscribers_name_or_link(
+    cli_env: Callable[..., None], store: Store, smtp: SmtpServer
+) -> None:
+    cli_env(smtp)
+    add_subscribers(store, 2)  # Reader 0 and Reader 1: real people
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "outsider@example.net")
+    assert result.exit_code == 0, result.output
+    assert "personalised as a made-up subscriber" in result.output
+    copy = smtp.accepted[0][1]
+    assert b"Reader 0" not in copy and b"reader0@example.org" not in copy
+    # The recipient is a subscriber: the copy is theirs, with their own working link.
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "READER1@example.org")
+    assert result.exit_code == 0, result.output
+    assert "personalised as reader1@example.org" in result.output
+    assert b"Reader 1" in smtp.accepted[1][1]
+    # --as someone unknown is an error, not a silent stand-in.
+    result = mailer("send", str(SAMPLE_ISSUE), "--to", "x@example.net", "--as", "no@example.org")
+    assert result.exit_code == 1 and "error: no subscriber no@example.org" in result.output
+    assert len(smtp.accepted) == 2
 
 
 def test_report_of_an_unsent_issue(cli_env: Callable[..., None], smtp: SmtpServer) -> None:
@@ -208,3 +233,32 @@ def test_sink_keeps_messages_and_stops_cleanly(
     assert sink.returncode == 0, err
     assert "Stopped; 3 messages received." in out
     assert len(mailbox.Maildir(config_env / "inbox")) == 3
+
+
+def test_a_locked_database_is_one_line_without_the_sql(
+    cli_env: Callable[..., None],
+    store: Store,
+    smtp: SmtpServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """E.g. a long import holding SQLite's write lock: no driver traceback, SQL or addresses."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    cli_env(smtp)
+    add_subscribers(store, 3)
+    monkeypatch.setattr(db, "LOCK_WAIT_MS", 100)
+    lock = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        result = mailer("send", str(SAMPLE_ISSUE), "--yes")
+    finally:
+        lock.close()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # not an escaped driver exception
+    assert result.output.splitlines()[-1].endswith("database is locked")
+    assert "error: database sqlite:///" in result.output
+    assert "INSERT" not in result.output and "reader0@" not in result.output
+    assert smtp.recipients == []
+    assert mailer("send", str(SAMPLE_ISSUE), "--yes").exit_code == 0  # and it resumes
+    assert sorted(smtp.recipients) == [f"reader{i}@example.org" for i in range(3)]

@@ -18,12 +18,11 @@ from sqlalchemy import select
 
 from mailer.store.db import Store
 from mailer.store.models import Delivery, DeliveryStatus
+from tests.conftest import REPO, SAMPLE_ISSUE
 
 SUBSCRIBERS = 600
 CONNECTIONS = 2
 KILLS = 4
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 
 
 def _mailer(cwd: Path, database: str, smtp_url: str, *args: str) -> subprocess.Popen[bytes]:
@@ -85,3 +84,34 @@ def test_repeated_kill_9_loses_nobody_and_duplicates_at_most_one_per_connection(
     with store.session() as session:
         statuses = Counter(session.scalars(select(Delivery.status)).all())
     assert statuses == {DeliveryStatus.SENT: SUBSCRIBERS}
+
+
+def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
+    config_env: Path, store: Store, smtp: SmtpServer
+) -> None:
+    """Two runs would take the same pending rows and send each twice."""
+    database = store.engine.url.render_as_string(hide_password=False)
+    emails = add_subscribers(store, 100)
+    args = ("send", str(SAMPLE_ISSUE), "--yes", "--connections", "2")
+    first = _mailer(config_env, database, smtp.url(), *args, "--rate", "10/s")  # 10 s
+    try:
+        deadline = time.monotonic() + 30
+        while not smtp.recipients and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert smtp.recipients, "the first run should be sending"
+        second = _mailer(config_env, database, smtp.url(), *args)
+        out, err = second.communicate(timeout=60)
+        assert first.poll() is None, "the first run should still be sending"
+        assert second.returncode == 1, out.decode() + err.decode()
+        assert "is being sent by another `mailer send` right now" in err.decode()
+        assert b"Traceback" not in err
+        first.send_signal(signal.SIGINT)  # Ctrl-C: the first run stops and lets go
+        first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    final = _mailer(config_env, database, smtp.url(), *args)
+    out, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()
+    assert sorted(smtp.recipients) == sorted(emails)  # each exactly once

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from mailer.store import schema
 from mailer.store.csv_import import ImportResult, import_csv
-from mailer.store.db import Store, create_db_engine, open_store
+from mailer.store.db import Store
 
 ImportText = Callable[..., ImportResult]
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    """An open store on a database migrated to the latest revision."""
-    engine = create_db_engine(database_url)
-    schema.upgrade(engine)
-    engine.dispose()
-    opened = open_store(database_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -10,22 +10,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from mailer.config import Config, load_config
-from mailer.store import schema
-from mailer.store.db import Store, open_store
+from mailer.store.db import Store
 from mailer.web import create_app
 
 
 @pytest.fixture
 def web_config(config_env: Path, database_url: str) -> Config:
     return dataclasses.replace(load_config(), database_url=database_url)
-
-
-@pytest.fixture
-def store(web_config: Config) -> Iterator[Store]:
-    store = open_store(web_config.database_url, check_schema=False)
-    schema.upgrade(store.engine)
-    yield store
-    store.close()
 
 
 @pytest.fixture

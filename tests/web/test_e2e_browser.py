@@ -25,21 +25,12 @@ from mailer.send.sink import start_sink
 from mailer.store import schema, subscribers
 from mailer.store.db import open_store
 from mailer.store.models import Issue, Subscriber, SubscriberEvent, SubscriberStatus
-from tests.conftest import ARTIFACTS, REPO, SAMPLE_ISSUE
+from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SAMPLE_ISSUE
 
 from .test_web_serve import free_port, serving, wait_until_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 READERS = ["jane.doe@example.org", "bob@example.org", "carla@example.org"]
 
 
@@ -133,7 +124,7 @@ def test_unsubscribe_in_a_browser_stops_the_next_issue(config_env: Path, tmp_pat
     problems: list[str] = []
     with serving(config_env, env, port) as server, sync_playwright() as playwright:
         wait_until_up(f"{base}/healthz", server)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 800, "height": 720})
             watch_console(page, problems)

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import re
 import secrets
+import sqlite3
 import threading
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from mailer.config import Config
+from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.store.status import change_status
 from mailer.store.subscribers import forget
 from mailer.tokens import make_token
+from mailer.web import create_app
 from mailer.web.masking import mask_address
 
 from .helpers import (
@@ -338,3 +344,61 @@ def test_page_escapes_the_masked_address(
     page = client.get(f"/unsubscribe/{token_for(web_config, odd)}").text
     assert "&lt;***@example.org" in page
     assert "<b>" not in page
+
+
+@contextlib.contextmanager
+def import_lock(store: Store, subscriber: Subscriber) -> Iterator[None]:
+    """Hold the lock a long `mailer subscribers import` holds on ``subscriber``: SQLite's
+    database-wide write lock, or PostgreSQL's lock on the row it updated."""
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            conn.close()  # rolls back
+        return
+    with store.engine.connect() as locker:
+        locker.execute(
+            select(Subscriber.id).where(Subscriber.id == subscriber.id).with_for_update()
+        )
+        yield
+        locker.rollback()
+
+
+def test_a_post_waits_for_an_import_holding_the_lock(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    jane = add_subscriber(store, "jane@example.org")
+    with import_lock(store, jane):
+        answers: list[int] = []
+        post = threading.Thread(
+            target=lambda: answers.append(
+                client.post(
+                    f"/unsubscribe/{token_for(web_config, jane)}", data=ONE_CLICK
+                ).status_code
+            )
+        )
+        post.start()
+        post.join(0.5)
+        assert post.is_alive() and reload(store, jane).status == SubscriberStatus.ACTIVE
+    post.join(10)
+    assert answers == [200]
+    assert reload(store, jane).status == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_a_post_that_cannot_get_the_lock_is_a_503_to_retry_and_changes_nothing(
+    store: Store, web_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "LOCK_WAIT_MS", 200)
+    jane = add_subscriber(store, "jane@example.org")
+    url = f"/unsubscribe/{token_for(web_config, jane)}"
+    with TestClient(create_app(web_config), raise_server_exceptions=False) as client:
+        with import_lock(store, jane):
+            answer = client.post(url, data=ONE_CLICK)
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+            assert reload(store, jane).status == SubscriberStatus.ACTIVE
+        # The mail provider's retry, once the import has committed, goes through.
+        assert client.post(url, data=ONE_CLICK).status_code == 200
+    assert reload(store, jane).status == SubscriberStatus.UNSUBSCRIBED
