@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-
-from conftest import ImportText
+from collections.abc import Callable
 
 from mailer.store import schema
 from mailer.store.csv_export import COLUMNS, export_csv
-from mailer.store.csv_import import import_csv
+from mailer.store.csv_import import ImportResult, import_csv
 from mailer.store.db import Store, create_db_engine, open_store
 from mailer.store.models import SubscriberStatus
 from mailer.store.subscribers import add_subscriber, forget, get_subscriber, set_status
+
+ImportText = Callable[..., ImportResult]  # the import_text fixture (tests/store/conftest.py)
 
 
 def _export(store: Store) -> str:

@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ImportText
 from sqlalchemy import func, select
 
 from mailer.errors import CsvError
-from mailer.store.csv_import import import_file
+from mailer.store.csv_import import ImportResult, import_file
 from mailer.store.db import Store
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.store.subscribers import (
@@ -28,6 +28,7 @@ from mailer.store.subscribers import (
     set_status,
 )
 
+ImportText = Callable[..., ImportResult]  # the import_text fixture (tests/store/conftest.py)
 REPO = Path(__file__).resolve().parents[2]
 
 
