@@ -133,3 +133,9 @@ def test_default_list_id_is_a_label_under_the_sender_domain(
     assert config.list_id == (
         '"News, \\"Weekly\\" Edition" <news-weekly-edition.yuksalish.example.org>'
     )
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("mailer 0.")
