@@ -21,11 +21,16 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
-    """Show the database's schema revision and the one this version needs."""
+    """Show the database's schema revision and the one this version needs.
+
+    Exits 1 when they differ, so a deploy script can check before starting the sender.
+    """
     with open_store(get_config(ctx).database_url, check_schema=False).guard() as store:
         rev = current(store.engine)
     state = "up to date" if rev == head() else "run `mailer db upgrade`"
     typer.echo(f"{store.url}: revision {rev or 'none (empty)'}; code needs {head()} ({state})")
+    if rev != head():
+        raise typer.Exit(1)
 
 
 @db_app.command("revision", hidden=True)

@@ -44,6 +44,9 @@ def test_init_creates_sqlite_next_to_config(
 ) -> None:
     monkeypatch.chdir(config_env / "..")  # any cwd: the config's folder decides
     runner = CliRunner()
+    before = runner.invoke(app, ["--config", str(config_env / "mailer.toml"), "db", "current"])
+    assert before.exit_code == 1  # no schema yet: a deploy script sees it
+    assert "(run `mailer db upgrade`)" in before.stdout
     args = ["--config", str(config_env / "mailer.toml"), "init"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
@@ -54,6 +57,7 @@ def test_init_creates_sqlite_next_to_config(
     assert "is up to date (schema revision 0001)" in second.output
     current = runner.invoke(app, ["--config", str(config_env / "mailer.toml"), "db", "current"])
     assert current.stdout == f"sqlite:///{db}: revision 0001; code needs 0001 (up to date)\n"
+    assert current.exit_code == 0
 
 
 def test_db_upgrade_and_current(cli: CliRunner) -> None:
