@@ -15,14 +15,17 @@ SQLite including validation, peak memory < 150 MB, and 1M rows within 20% of 100
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import random
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,45 @@ class Run:
     seconds: float
     max_rss_mb: float
     output: str
+    lock_held: float | None = None  # longest time another SQLite writer was shut out
+
+
+class LockProbe:
+    """Measures, from outside, the longest stretch a SQLite database refuses a writer: a
+    thread tries ``BEGIN IMMEDIATE`` (no busy wait) every few milliseconds."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> LockProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn = sqlite3.connect(self.db, timeout=0, isolation_level=None)
+        since: float | None = None
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                since = now if since is None else since
+            else:
+                if since is not None:
+                    self.longest = max(self.longest, now - since)
+                    since = None
+            time.sleep(0.005)
+        if since is not None:
+            self.longest = max(self.longest, time.perf_counter() - since)
+        conn.close()
 
 
 def generate(path: Path, rows: int, seed: int = 25) -> None:
@@ -57,20 +99,24 @@ def generate(path: Path, rows: int, seed: int = 25) -> None:
             writer.writerow([email, f"Subscriber {i}", rng.choice(orgs), rng.choice("en ru uz")])
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> Run:
-    """Run a command; its wall time and its own peak RSS (not any earlier child's)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
+def run(args: list[str], cwd: Path, env: dict[str, str], probe: Path | None = None) -> Run:
+    """Run a command; its wall time and its own peak RSS (not any earlier child's); with
+    ``probe`` (a SQLite file), how long at most it kept other writers out."""
+    with contextlib.ExitStack() as stack:
+        lock = stack.enter_context(LockProbe(probe)) if probe else None
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{output}")
-    return Run(seconds, usage.ru_maxrss / 1024, output.strip().splitlines()[-1] if output else "")
+    last = output.strip().splitlines()[-1] if output else ""
+    return Run(seconds, usage.ru_maxrss / 1024, last, lock.longest if lock else None)
 
 
 def mailer(*args: str) -> list[str]:
@@ -112,9 +158,10 @@ def bench_backend(label: str, url: str | None, data: Path, rows: int, work: Path
     if url:
         env["MAILER_DATABASE_URL"] = url
     run(mailer("init"), folder, env)
+    probe = None if url else folder / "subscribers.db"
     results = {
-        "import": run(mailer("subscribers", "import", str(data)), folder, env),
-        "re-import (merge)": run(mailer("subscribers", "import", str(data)), folder, env),
+        "import": run(mailer("subscribers", "import", str(data)), folder, env, probe),
+        "re-import (merge)": run(mailer("subscribers", "import", str(data)), folder, env, probe),
         "export": run(mailer("subscribers", "export", str(folder / "export.csv")), folder, env),
     }
     for name, r in results.items():
@@ -122,6 +169,8 @@ def bench_backend(label: str, url: str | None, data: Path, rows: int, work: Path
             f"{label:<11} {name:<18} {r.seconds:7.2f} s {rows / r.seconds:10,.0f} rows/s "
             f"{r.max_rss_mb:7.1f} MB   {r.output}"
         )
+        if r.lock_held is not None:
+            print(f"{'':<11} {'':<18} write lock held (longest) {r.lock_held:6.2f} s")
     return results
 
 

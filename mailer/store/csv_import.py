@@ -6,6 +6,14 @@ with one SELECT, new ones inserted with one executemany and changed ones updated
 The whole import is one transaction: an interrupted or killed import leaves the list as it
 was.
 
+On SQLite, whose one write lock would keep out every other writer (a subscriber's
+unsubscribe among them) for the whole import, the expensive part runs first without it:
+parsing, validation, refusing forgotten addresses and merging repeated addresses into a
+private staging file (:mod:`mailer.store.import_staging`). Only then does the import take
+the write lock and merge the staged rows into the list, deciding every add, update and
+status change under the lock from the rows as they are then (an address unsubscribed
+meanwhile stays unsubscribed).
+
 Rules (see README "Subscribers"):
 
 * header row: ``email`` (or ``e-mail``, ``email address``), optional ``name``; the columns
@@ -24,13 +32,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +61,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -59,6 +71,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import CsvError, InvalidAddress, StoreError
 from mailer.store.addresses import address_hash, normalise_address, normalise_name
 from mailer.store.db import Store
+from mailer.store.import_staging import Staging
 from mailer.store.models import ForgottenAddress, Subscriber, SubscriberStatus, utcnow
 from mailer.store.status import change_status
 
@@ -81,6 +94,7 @@ _IGNORED = ("updated_at", "status_reason")  # status_reason is read with status_
 _UID = re.compile(r"[0-9a-f]{32}")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -345,12 +359,17 @@ class _Importer:
         name: str,
         resubscribe: bool,
         reject_writer: Any,
+        result: ImportResult | None = None,
+        *,
+        unique: bool = False,
     ) -> None:
         self.conn = conn
         self.name = name
         self.resubscribe = resubscribe
         self.reject_writer = reject_writer
-        self.result = ImportResult()
+        self.result = result or ImportResult()
+        # unique: every address comes once (staged rows), no need to track those seen
+        self.unique = unique
         self.now = utcnow()
         # Inserts bypass SQLAlchemy's per-row parameter processing (most of the time of an
         # import): values are converted here once, as the column types would.
@@ -381,7 +400,7 @@ class _Importer:
 
     def chunk(self, rows: list[_Row], raw: dict[int, list[str]]) -> None:
         if self.any_forgotten:
-            rows = self._drop_forgotten(rows, raw)
+            rows = self.drop_forgotten(rows, raw)
         merged: dict[str, _Row] = {}
         for row in rows:
             first = merged.get(row.key)
@@ -392,18 +411,7 @@ class _Importer:
                 _merge_into(first, row)
         if not merged:
             return
-        existing = {
-            r.email_key: r
-            for r in self.conn.execute(
-                select(
-                    _SUBSCRIBERS.c.id,
-                    _SUBSCRIBERS.c.email_key,
-                    _SUBSCRIBERS.c.name,
-                    _SUBSCRIBERS.c.attributes,
-                    _SUBSCRIBERS.c.status,
-                ).where(self.among(_SUBSCRIBERS.c.email_key, list(merged)))
-            )
-        }
+        existing = self.fetch_existing(list(merged))
         new = [row for key, row in merged.items() if key not in existing]
         if new:
             self._insert(new)
@@ -424,24 +432,48 @@ class _Importer:
                     now_updated.append(key)
         self._remember(first_seen, now_updated)
         if changes:
-            self.conn.execute(
-                update(_SUBSCRIBERS)
-                .where(_SUBSCRIBERS.c.id == bindparam("_id"))
-                .values(
-                    name=bindparam("_name"),
-                    attributes=bindparam("_attributes"),
-                    updated_at=self.now,
-                ),
-                changes,
-            )
+            self.write_changes(changes)
         if status_changes:
-            self._change_statuses(status_changes)
+            self.write_statuses(status_changes)
+
+    def fetch_existing(self, keys: list[str]) -> dict[str, Any]:
+        """The subscribers already on the list with these addresses, by address key."""
+        query = select(
+            _SUBSCRIBERS.c.id,
+            _SUBSCRIBERS.c.email_key,
+            _SUBSCRIBERS.c.name,
+            _SUBSCRIBERS.c.attributes,
+            _SUBSCRIBERS.c.status,
+        ).where(self.among(_SUBSCRIBERS.c.email_key, keys))
+        return {r.email_key: r for r in self.conn.execute(query)}
+
+    def taken_uids(self, wanted: list[str]) -> set[str]:
+        query = select(_SUBSCRIBERS.c.uid).where(self.among(_SUBSCRIBERS.c.uid, wanted))
+        return set(self.conn.scalars(query))
+
+    def write_new(self, values: list[tuple[Any, ...]]) -> None:
+        _bulk_insert(self.conn, values)
+
+    def write_changes(self, changes: list[dict[str, Any]]) -> None:
+        self.conn.execute(
+            update(_SUBSCRIBERS)
+            .where(_SUBSCRIBERS.c.id == bindparam("_id"))
+            .values(
+                name=bindparam("_name"),
+                attributes=bindparam("_attributes"),
+                updated_at=self.now,
+            ),
+            changes,
+        )
+
+    def write_statuses(self, wanted: list[tuple[int, SubscriberStatus, str]]) -> None:
+        self.change_statuses(wanted)
 
     def _seen_before(self, keys: list[str]) -> dict[str, bool]:
         """Of these addresses (on the list before the import), those an earlier chunk
         already merged, with whether that counted as updated. A temporary table keeps the
         memory flat however long the file."""
-        if not keys:
+        if not keys or self.unique:
             return {}
         if self.seen is None:
             self.seen = Table(
@@ -459,6 +491,8 @@ class _Importer:
         return {key: bool(updated) for key, updated in self.conn.execute(query)}
 
     def _remember(self, first_seen: dict[str, bool], now_updated: list[str]) -> None:
+        if self.unique:
+            return
         assert self.seen is not None or not (first_seen or now_updated)
         if first_seen and self.seen is not None:
             if self.conn.dialect.paramstyle == "qmark":  # SQLite: skip per-row processing
@@ -475,7 +509,7 @@ class _Importer:
                 .values(updated=True)
             )
 
-    def _drop_forgotten(self, rows: list[_Row], raw: dict[int, list[str]]) -> list[_Row]:
+    def drop_forgotten(self, rows: list[_Row], raw: dict[int, list[str]]) -> list[_Row]:
         hashes = {address_hash(row.key): row.key for row in rows}
         found = self.conn.scalars(
             select(ForgottenAddress.address_hash).where(
@@ -497,13 +531,7 @@ class _Importer:
 
     def _insert(self, new: list[_Row]) -> None:
         wanted = [row.uid for row in new if row.uid]
-        taken: set[str] = set()
-        if wanted:
-            taken = set(
-                self.conn.scalars(
-                    select(_SUBSCRIBERS.c.uid).where(self.among(_SUBSCRIBERS.c.uid, wanted))
-                )
-            )
+        taken = self.taken_uids(wanted) if wanted else set()
         now, reason = self.db_now, f"imported from {self.name}"
         when = self.when
         values = []
@@ -528,7 +556,7 @@ class _Importer:
                     row.status_reason if row.status_source else reason,
                 )
             )
-        _bulk_insert(self.conn, values)
+        self.write_new(values)
         self.result.added += len(values)
 
     def _merge_existing(
@@ -571,7 +599,7 @@ class _Importer:
             self.result.unchanged += 1
         return changed
 
-    def _change_statuses(self, wanted: list[tuple[int, SubscriberStatus, str]]) -> None:
+    def change_statuses(self, wanted: list[tuple[int, SubscriberStatus, str]]) -> None:
         # Rare (an explicit --resubscribe, or a file listing unsubscribes): the ORM path,
         # through the one writer of statuses, in this import's transaction.
         with Session(bind=self.conn) as session:
@@ -653,6 +681,8 @@ def _run(
     progress: Callable[[int], None] | None,
     chunk_rows: int,
 ) -> ImportResult:
+    if store.engine.dialect.name == "sqlite":
+        return _run_staged(store, rows, name, resubscribe, reject_writer, progress, chunk_rows)
     with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             # Take the write lock now, not on the first INSERT after our reads.
@@ -695,3 +725,175 @@ def _run(
     if progress is not None:
         progress(result.rows)
     return result
+
+
+class _Planner(_Importer):
+    """Decides a staged import against the list as it is, without writing to it: the
+    writes go to the staging file, with the state of every subscriber they depend on."""
+
+    def __init__(self, conn: Connection, staging: Staging, *args: Any, **kwargs: Any) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.staging = staging
+
+    def fetch_existing(self, keys: list[str]) -> dict[str, Any]:
+        query = select(
+            _SUBSCRIBERS.c.id,
+            _SUBSCRIBERS.c.email_key,
+            _SUBSCRIBERS.c.name,
+            _SUBSCRIBERS.c.attributes,
+            _SUBSCRIBERS.c.status,
+            type_coerce(_SUBSCRIBERS.c.updated_at, String).label("seen"),
+        ).where(self.among(_SUBSCRIBERS.c.email_key, keys))
+        found = {r.email_key: r for r in self.conn.execute(query)}
+        self.staging.saw([(r.id, r.seen) for r in found.values()])
+        return found
+
+    def taken_uids(self, wanted: list[str]) -> set[str]:
+        return super().taken_uids(wanted) | self.staging.taken_uids(wanted)
+
+    def write_new(self, values: list[tuple[Any, ...]]) -> None:
+        self.staging.plan_inserts(values)
+
+    def write_changes(self, changes: list[dict[str, Any]]) -> None:
+        self.staging.plan_updates(
+            [(c["_id"], c["_name"], _to_json(c["_attributes"])) for c in changes]
+        )
+
+    def write_statuses(self, wanted: list[tuple[int, SubscriberStatus, str]]) -> None:
+        self.staging.plan_statuses([(i, status.value, reason) for i, status, reason in wanted])
+
+
+def _run_staged(
+    store: Store,
+    rows: Iterator[tuple[_Row | Reject, list[str]]],
+    name: str,
+    resubscribe: bool,
+    reject_writer: Any,
+    progress: Callable[[int], None] | None,
+    chunk_rows: int,
+) -> ImportResult:
+    """SQLite: stage the file without the write lock, then merge it under the lock."""
+    result = ImportResult()
+    with (
+        tempfile.TemporaryDirectory(prefix="mailer-import-") as folder,
+        Staging(Path(folder) / "staged.db") as staging,
+        store.engine.connect() as conn,
+    ):
+        # Phase 1: only reads of the list (forgotten addresses); nobody waits for us.
+        reader = _Importer(conn, name, resubscribe, reject_writer, result)
+        keep_raw = bool(reader.any_forgotten and reject_writer is not None)
+        chunk: list[_Row] = []
+        raw: dict[int, list[str]] = {}
+
+        def stage() -> None:
+            staging.add(reader.drop_forgotten(chunk, raw) if reader.any_forgotten else chunk)
+            conn.rollback()  # hold no read snapshot between chunks
+
+        for item, values in rows:
+            result.rows += 1
+            if isinstance(item, _Row):
+                chunk.append(item)
+                if keep_raw:  # for the rejects file, should the address be forgotten
+                    raw[item.line] = values
+                if len(chunk) >= chunk_rows:
+                    stage()
+                    chunk, raw = [], {}
+                    if progress is not None:
+                        progress(result.rows)
+            else:
+                reader.reject(item, values)
+        stage()
+        result.duplicates += staging.duplicates
+        # Phase 2: decide every add, update and status change against the list as it is,
+        # still without the lock (only reads, one short snapshot per chunk).
+        parsed = dataclasses.replace(result, rejects=list(result.rejects))
+        planner = _Planner(conn, staging, name, resubscribe, reject_writer, result, unique=True)
+        forgotten = planner.any_forgotten or 0
+        planner.any_forgotten = 0  # refused in phase 1; one forgotten since: see _plan_holds
+        planner.first_new_id = sys.maxsize  # nothing on the list was added by this import
+        for batch in staging.batches(chunk_rows):
+            planner.chunk(batch, {})
+            conn.rollback()
+        staging.finish()
+
+        # Phase 3: the write lock, for the merge only. If a subscriber the plan depends on
+        # changed meanwhile (an unsubscribe, say), the plan is dropped and the import is
+        # decided again under the lock, row by row as without staging.
+        conn.exec_driver_sql("ATTACH DATABASE ? AS mailer_stage", (str(staging.path),))
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            locked = time.perf_counter()
+            try:
+                if _plan_holds(conn, forgotten):
+                    _apply_plan(conn, planner)
+                    how = "plan applied"
+                else:
+                    result = parsed
+                    importer = _Importer(
+                        conn, name, resubscribe, reject_writer, result, unique=True
+                    )
+                    for batch in staging.batches(chunk_rows):
+                        importer.chunk(batch, {})
+                    how = "decided again under the lock (the list changed meanwhile)"
+                conn.commit()
+            except IntegrityError:
+                conn.rollback()
+                raise StoreError(
+                    f"{name}: another process changed the list during the import; nothing "
+                    "was imported, run it again"
+                ) from None
+            except BaseException:
+                conn.rollback()
+                raise
+            log.debug(
+                "import %s: %s; write lock held %.3f s", name, how, time.perf_counter() - locked
+            )
+        finally:
+            conn.exec_driver_sql("DETACH DATABASE mailer_stage")
+    if progress is not None:
+        progress(result.rows)
+    return result
+
+
+_FORGOTTEN = cast(Table, ForgottenAddress.__table__).name
+
+
+def _plan_holds(conn: Connection, forgotten: int) -> bool:
+    """Whether the list is still as the plan saw it: no subscriber it read has changed or
+    gone, none of its new addresses or uids has been added, nothing more was forgotten."""
+    subscribers = _SUBSCRIBERS.name
+    changed = conn.exec_driver_sql(
+        f"SELECT EXISTS (SELECT 1 FROM mailer_stage.seen s LEFT JOIN main.{subscribers} m "
+        "ON m.id = s.id WHERE m.updated_at IS NOT s.updated_at) "
+        f"OR EXISTS (SELECT 1 FROM mailer_stage.ins i JOIN main.{subscribers} m "
+        "ON m.email_key = i.email_key) "
+        f"OR EXISTS (SELECT 1 FROM mailer_stage.ins i JOIN main.{subscribers} m ON m.uid = i.uid) "
+        f"OR (SELECT count(*) FROM main.{_FORGOTTEN}) != ?",
+        (forgotten,),
+    ).scalar()
+    return not changed
+
+
+def _apply_plan(conn: Connection, planner: _Planner) -> None:
+    """Carry out the plan, set-based (statuses through the one writer of statuses)."""
+    subscribers = _SUBSCRIBERS.name
+    columns = ", ".join(_INSERT_COLUMNS)
+    conn.exec_driver_sql(
+        f"INSERT INTO main.{subscribers} ({columns}) "
+        f"SELECT {columns} FROM mailer_stage.ins ORDER BY rowid"
+    )
+    conn.exec_driver_sql(
+        f"UPDATE main.{subscribers} SET name = u.name, attributes = u.attributes, "
+        f"updated_at = ? FROM mailer_stage.upd u WHERE {subscribers}.id = u.id",
+        (planner.db_now,),
+    )
+    last = 0
+    while batch := conn.exec_driver_sql(
+        "SELECT rowid, id, status, reason FROM mailer_stage.stat WHERE rowid > ? "
+        "ORDER BY rowid LIMIT 2000",
+        (last,),
+    ).all():
+        last = batch[-1][0]
+        planner.change_statuses(
+            [(i, SubscriberStatus(status), reason) for _, i, status, reason in batch]
+        )
