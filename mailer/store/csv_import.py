@@ -808,8 +808,9 @@ def _run_staged(
         # still without the lock (only reads, one short snapshot per chunk).
         parsed = dataclasses.replace(result, rejects=list(result.rejects))
         planner = _Planner(conn, staging, name, resubscribe, reject_writer, result, unique=True)
-        forgotten = planner.any_forgotten or 0
-        planner.any_forgotten = 0  # refused in phase 1; one forgotten since: see _plan_holds
+        # Refused in phase 1, as of its start; any forgotten since: see _plan_holds.
+        forgotten = reader.any_forgotten or 0
+        planner.any_forgotten = 0
         planner.first_new_id = sys.maxsize  # nothing on the list was added by this import
         for batch in staging.batches(chunk_rows):
             planner.chunk(batch, {})

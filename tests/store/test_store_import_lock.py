@@ -117,3 +117,22 @@ def test_merge_rules_hold_for_a_planned_merge(store: Store) -> None:
     result = import_csv(store, io.StringIO(text, newline=""), resubscribe=True)
     assert result.resubscribed == 1
     assert get_subscriber(store, "user1@example.org").status == SubscriberStatus.ACTIVE
+
+
+def test_address_forgotten_while_the_file_is_read_is_not_added(
+    store: Store, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("staged SQLite path (PostgreSQL checks forgotten addresses once, at the start)")
+    forgotten: list[str] = []
+
+    def progress(rows: int) -> None:
+        if not forgotten:  # mid-file: the request arrives while the import reads
+            forget(store, "user150@example.org")
+            forgotten.append("user150@example.org")
+
+    result = import_csv(store, _csv(200), progress=progress, chunk_rows=50)
+    assert forgotten
+    assert (result.added, result.rejected) == (199, 1)
+    assert [r.reason for r in result.rejects] == ["forgotten (erased on request)"]
+    assert _count(store) == 199
