@@ -436,15 +436,18 @@ class _Importer:
         if status_changes:
             self.write_statuses(status_changes)
 
+    # What the merge rules compare; a planner adds what it must re-check under the lock.
+    existing_columns: tuple[Any, ...] = (
+        _SUBSCRIBERS.c.id,
+        _SUBSCRIBERS.c.email_key,
+        _SUBSCRIBERS.c.name,
+        _SUBSCRIBERS.c.attributes,
+        _SUBSCRIBERS.c.status,
+    )
+
     def fetch_existing(self, keys: list[str]) -> dict[str, Any]:
         """The subscribers already on the list with these addresses, by address key."""
-        query = select(
-            _SUBSCRIBERS.c.id,
-            _SUBSCRIBERS.c.email_key,
-            _SUBSCRIBERS.c.name,
-            _SUBSCRIBERS.c.attributes,
-            _SUBSCRIBERS.c.status,
-        ).where(self.among(_SUBSCRIBERS.c.email_key, keys))
+        query = select(*self.existing_columns).where(self.among(_SUBSCRIBERS.c.email_key, keys))
         return {r.email_key: r for r in self.conn.execute(query)}
 
     def taken_uids(self, wanted: list[str]) -> set[str]:
@@ -735,16 +738,13 @@ class _Planner(_Importer):
         super().__init__(conn, *args, **kwargs)
         self.staging = staging
 
+    existing_columns = (
+        *_Importer.existing_columns,
+        type_coerce(_SUBSCRIBERS.c.updated_at, String).label("seen"),
+    )
+
     def fetch_existing(self, keys: list[str]) -> dict[str, Any]:
-        query = select(
-            _SUBSCRIBERS.c.id,
-            _SUBSCRIBERS.c.email_key,
-            _SUBSCRIBERS.c.name,
-            _SUBSCRIBERS.c.attributes,
-            _SUBSCRIBERS.c.status,
-            type_coerce(_SUBSCRIBERS.c.updated_at, String).label("seen"),
-        ).where(self.among(_SUBSCRIBERS.c.email_key, keys))
-        found = {r.email_key: r for r in self.conn.execute(query)}
+        found = super().fetch_existing(keys)
         self.staging.saw([(r.id, r.seen) for r in found.values()])
         return found
 
