@@ -485,8 +485,7 @@ class _Importer:
                 Column("email_key", String(320), primary_key=True),
                 Column("updated", Boolean, nullable=False),
                 prefixes=["TEMPORARY"],
-                postgresql_on_commit="DROP",
-                sqlite_with_rowid=False,
+                postgresql_on_commit="DROP",  # only the PostgreSQL path tracks addresses
             )
             self.seen.create(self.conn)
         c = self.seen.c
@@ -498,13 +497,8 @@ class _Importer:
             return
         assert self.seen is not None or not (first_seen or now_updated)
         if first_seen and self.seen is not None:
-            if self.conn.dialect.paramstyle == "qmark":  # SQLite: skip per-row processing
-                self.conn.exec_driver_sql(
-                    "INSERT INTO temp.mailer_import_seen VALUES (?, ?)", list(first_seen.items())
-                )
-            else:
-                rows = [{"email_key": k, "updated": u} for k, u in first_seen.items()]
-                self.conn.execute(insert(self.seen), rows)
+            rows = [{"email_key": k, "updated": u} for k, u in first_seen.items()]
+            self.conn.execute(insert(self.seen), rows)
         if now_updated and self.seen is not None:
             self.conn.execute(
                 update(self.seen)
@@ -686,10 +680,8 @@ def _run(
 ) -> ImportResult:
     if store.engine.dialect.name == "sqlite":
         return _run_staged(store, rows, name, resubscribe, reject_writer, progress, chunk_rows)
+    # PostgreSQL: row locks, so the import can decide and write chunk by chunk.
     with store.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            # Take the write lock now, not on the first INSERT after our reads.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
         importer = _Importer(conn, name, resubscribe, reject_writer)
         result = importer.result
         chunk: list[_Row] = []
@@ -720,11 +712,6 @@ def _run(
         except BaseException:
             conn.rollback()
             raise
-        finally:
-            if importer.seen is not None and conn.dialect.name == "sqlite":
-                # PostgreSQL drops it at commit; SQLite keeps it on the pooled connection.
-                conn.exec_driver_sql("DROP TABLE IF EXISTS temp.mailer_import_seen")
-                conn.commit()
     if progress is not None:
         progress(result.rows)
     return result
