@@ -9,7 +9,9 @@ any of them into one line on stderr and a non-zero exit, never a traceback::
     ├── StoreError             the subscriber database
     │   ├── DatabaseUnavailable    cannot connect / open
     │   ├── SchemaMismatch         database is older or newer than the code
-    │   ├── InvalidAddress         an address or name fails validation
+    │   ├── InvalidAddress         an email address or display name fails validation
+    │   ├── InvalidAttribute       an attribute name or `--attr key=value` is malformed
+    │   ├── InvalidRow             a CSV row is invalid (the import skips it: line, reason)
     │   ├── NotFound               no such subscriber / issue
     │   └── CsvError               a CSV file cannot be read or has no email column
     ├── TokenError             a malformed, forged or unknown unsubscribe token
@@ -49,6 +51,16 @@ class SchemaMismatch(StoreError):
 
 class InvalidAddress(StoreError):
     """An email address or display name is invalid."""
+
+
+class InvalidAttribute(StoreError):
+    """A subscriber attribute is malformed (no name, a line break, a field's name), or an
+    ``--attr`` option is not ``key=value``."""
+
+
+class InvalidRow(StoreError):
+    """A row of a subscriber CSV file is invalid (too many fields, not UTF-8, a bad status
+    or date). The import skips the row and reports its line with this message."""
 
 
 class NotFound(StoreError):

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mailer.cli.app import app, get_config
-from mailer.errors import CsvError, InvalidAddress
+from mailer.errors import CsvError, InvalidAttribute
 from mailer.store.csv_export import export_csv
 from mailer.store.csv_import import ImportResult, import_file
 from mailer.store.db import Store, open_store
@@ -36,12 +36,13 @@ def _store(ctx: typer.Context) -> Iterator[Store]:
         yield store
 
 
-def _attrs(pairs: list[str]) -> dict[str, str]:
+def parse_attrs(pairs: list[str]) -> dict[str, str]:
+    """``--attr key=value`` options as attributes; InvalidAttribute for one without ``=``."""
     attributes = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq:
-            raise InvalidAddress(f"--attr {pair!r}: expected key=value")
+            raise InvalidAttribute(f"--attr {pair!r}: expected key=value")
         attributes[key.strip()] = value
     return attributes
 
@@ -56,7 +57,9 @@ def add(
 ) -> None:
     """Add an active subscriber."""
     with _store(ctx) as store:
-        subscriber = add_subscriber(store, email, name=name, attributes=_attrs(attr), force=force)
+        subscriber = add_subscriber(
+            store, email, name=name, attributes=parse_attrs(attr), force=force
+        )
     typer.echo(f"added {subscriber.email}")
 
 

@@ -12,19 +12,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
+from mailer.store.redact import redacted
+from mailer.store.schema import check_current
 
 # How long a writer waits for another's lock (e.g. a running import's) before giving up:
 # SQLite's busy timeout ("database is locked"); PostgreSQL's lock_timeout where a request
 # must not wait forever (the web app then answers 503 + Retry-After).
 LOCK_WAIT_MS = 10_000
-
-
-def redacted(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
@@ -87,8 +81,6 @@ class Store:
 
 def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> Store:
     """Open the database at ``url``; refuse one whose schema is not this code's."""
-    from mailer.store import schema
-
     engine = create_db_engine(url, **engine_kwargs)
     try:
         with engine.connect():
@@ -101,7 +93,7 @@ def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> 
     store = Store(engine)
     if check_schema:
         try:
-            schema.check_current(store.engine)
+            check_current(store.engine)
         except BaseException:
             store.close()
             raise

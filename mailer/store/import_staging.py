@@ -1,7 +1,7 @@
 """A private scratch database for an import's validated rows, one per address.
 
 An import on SQLite collects its rows here before it takes the list's write lock (see
-:mod:`mailer.store.csv_import`). The file is the import's own (a temporary folder): no
+:mod:`mailer.store.import_staged`). The file is the import's own (a temporary folder): no
 journal, no syncs; a crash loses only this scratch file, never anything of the list.
 Repeated addresses are merged as they arrive (earlier rows first), so the merge under the
 lock meets each address once, in the order the file first listed it.
@@ -15,11 +15,12 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mailer.store.csv_import import _Row
+from mailer.store.csv_reader import Row
+from mailer.store.import_rules import fold_repeats, merge_into
 
+__all__ = ["Staging"]
 
 _SCHEMA = """
 CREATE TABLE staged (key TEXT PRIMARY KEY, row BLOB NOT NULL);
@@ -59,18 +60,10 @@ class Staging:
     ) -> None:
         self.db.close()
 
-    def add(self, rows: list[_Row]) -> None:
+    def add(self, rows: list[Row]) -> None:
         """Stage rows (in file order), merging each into an earlier one of its address."""
-        from mailer.store.csv_import import _merge_into
-
-        merged: dict[str, _Row] = {}
-        for row in rows:
-            first = merged.get(row.key)
-            if first is None:
-                merged[row.key] = row
-            else:
-                self.duplicates += 1
-                _merge_into(first, row)
+        merged, repeats = fold_repeats(rows)
+        self.duplicates += repeats
         if not merged:
             return
         staged = self.db.execute(
@@ -80,7 +73,7 @@ class Staging:
         updates: list[tuple[bytes, str]] = []
         for key, blob in staged:
             first = _load(blob)
-            _merge_into(first, merged.pop(key))
+            merge_into(first, merged.pop(key))
             self.duplicates += 1
             updates.append((_dump(first), key))
         if updates:
@@ -110,7 +103,7 @@ class Staging:
         """Commit the staging file, for the list's connection to attach it."""
         self.db.execute("COMMIT")
 
-    def batches(self, size: int) -> Iterator[list[_Row]]:
+    def batches(self, size: int) -> Iterator[list[Row]]:
         """The staged rows, one per address, in the order the file first listed them."""
         cursor = self.db.execute("SELECT row FROM staged ORDER BY rowid")
         while batch := cursor.fetchmany(size):
@@ -121,7 +114,7 @@ def _dump(row: Any) -> bytes:
     return pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _load(blob: bytes) -> _Row:
+def _load(blob: bytes) -> Row:
     # Only ever a file this process wrote itself, in its own temporary folder.
-    row: _Row = pickle.loads(blob)
+    row: Row = pickle.loads(blob)
     return row

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import SchemaMismatch
-from mailer.store.db import redacted
 from mailer.store.models import Base
+from mailer.store.redact import redacted
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mailer.errors import InvalidAddress, NotFound, StoreError
+from mailer.errors import InvalidAttribute, NotFound, StoreError
 from mailer.store.addresses import address_hash, normalise_address, normalise_name
 from mailer.store.db import Store
 from mailer.store.models import ForgottenAddress, Subscriber, SubscriberStatus, utcnow
@@ -36,14 +36,15 @@ FIELD_COLUMNS = (
 
 
 def check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes as stored: keys non-empty, single-line, not a field name."""
+    """Attributes as stored: keys non-empty, single-line, not a field name (else
+    InvalidAttribute)."""
     clean: dict[str, Any] = {}
     for key, value in attributes.items():
         name = key.strip()
         if not name or any(c in name for c in "\r\n\0"):
-            raise InvalidAddress(f"attribute {key!r}: names must be non-empty, single-line")
+            raise InvalidAttribute(f"attribute {key!r}: names must be non-empty, single-line")
         if name.lower() in FIELD_COLUMNS:
-            raise InvalidAddress(f"attribute {name!r}: is a subscriber field, not an attribute")
+            raise InvalidAttribute(f"attribute {name!r}: is a subscriber field, not an attribute")
         clean[name] = value
     return clean
 

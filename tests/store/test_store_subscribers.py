@@ -7,7 +7,7 @@ from datetime import UTC
 import pytest
 from sqlalchemy import func, select
 
-from mailer.errors import InvalidAddress, NotFound, StoreError
+from mailer.errors import InvalidAddress, InvalidAttribute, NotFound, StoreError
 from mailer.store.addresses import address_hash
 from mailer.store.db import Store
 from mailer.store.models import (
@@ -71,8 +71,10 @@ def test_add_refuses_bad_input(store: Store) -> None:
         add_subscriber(store, "not-an-address")
     with pytest.raises(InvalidAddress, match="name: contains a line break"):
         add_subscriber(store, "a@example.org", name="A\r\nBcc: x@example.org")
-    with pytest.raises(InvalidAddress, match="is a subscriber field"):
+    with pytest.raises(InvalidAttribute, match="attribute 'Status': is a subscriber field"):
         add_subscriber(store, "a@example.org", attributes={"Status": "x"})
+    with pytest.raises(InvalidAttribute, match="names must be non-empty, single-line"):
+        add_subscriber(store, "a@example.org", attributes={"a\nb": "x"})
     assert _count(store, Subscriber) == 0
 
 
