@@ -10,6 +10,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from mailer.cli import app
+from mailer.cli.subscribers import parse_attrs
+from mailer.errors import InvalidAttribute
 from mailer.store.db import create_db_engine
 
 
@@ -100,6 +102,21 @@ def test_subscriber_commands(cli: CliRunner) -> None:
     assert forgot.startswith("forgot jane@example.org")
     _fails(run(cli, "subscribers", "add", "jane@example.org"), "was forgotten")
     assert run(cli, "subscribers", "add", "jane@example.org", "--force").exit_code == 0
+
+
+def test_attr_options(cli: CliRunner) -> None:
+    assert parse_attrs([" org =ISEI", "note=a=b", "empty="]) == {
+        "org": "ISEI",
+        "note": "a=b",
+        "empty": "",
+    }
+    with pytest.raises(InvalidAttribute, match=r"^--attr 'org': expected key=value$"):
+        parse_attrs(["org"])
+    _fails(
+        run(cli, "subscribers", "add", "x@example.org", "--attr", "Status=x"),
+        "attribute 'Status': is a subscriber field, not an attribute",
+    )
+    assert "x@example.org" not in run(cli, "subscribers", "list").stdout
 
 
 def test_import_and_export(cli: CliRunner, config_env: Path) -> None:
