@@ -96,6 +96,7 @@ def import_staged(
         parsed = ImportResult()
         # Refused while staging, as of its start; any forgotten since: see _plan_holds.
         forgotten = _stage(job, rows, parsed, progress)
+        # The plan counts in a copy: deciding again under the lock starts from step 1's.
         planned = dataclasses.replace(parsed, rejects=list(parsed.rejects))
         stamp = _plan(job, planned)
         result = _merge(job, parsed, planned, stamp, forgotten)
