@@ -2,8 +2,10 @@
 
 The file is found at ``--config``, else ``$MAILER_CONFIG``, else ``./mailer.toml``. Every key
 may also come from the environment (``MAILER_BASE_URL`` for ``base_url``), which wins over
-the file. Relative paths in the file are relative to the file's folder, so a config works
-from any working directory.
+the file. Relative paths are relative to the file's folder, so a config works from any
+working directory. Keys may sit at the top level or under their table (``[smtp]`` ...), never
+in two places. What each key is, its default and its check come from the one table in
+:mod:`mailer.settings`.
 
 Secrets never live in ``mailer.toml`` (it is meant to be committed): the token secret comes
 from ``MAILER_SECRET_KEY`` or the git-ignored ``secret_key_file`` that ``mailer init`` writes,

@@ -94,23 +94,17 @@ class Number(Kind):
         self.python_type = "int" if whole else "float"
 
     def coerce(self, setting: Setting, value: object, root: Path) -> object:
-        if isinstance(value, bool):  # TOML true is no number, though Python's bool is an int
-            raise self.fail(setting, value)
-        if not isinstance(value, str | int | float):
+        # TOML true is no number, though Python's bool is an int.
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(setting, value)
         try:
             number = float(value)  # a string from the environment, or a TOML number
         except (ValueError, OverflowError):
             raise self.fail(setting, value) from None
-        if not (math.isfinite(number) and self.low <= number <= self.high):
+        fits = math.isfinite(number) and self.low <= number <= self.high
+        if not (fits and (number.is_integer() if self.whole else number > 0)):
             raise self.fail(setting, value)
-        if self.whole:
-            if not number.is_integer():
-                raise self.fail(setting, value)
-            return int(number)
-        if number <= 0:
-            raise self.fail(setting, value)
-        return number
+        return int(number) if self.whole else number
 
 
 class Folder(Kind):
@@ -235,12 +229,8 @@ def is_address(value: str) -> bool:
 
 
 TEXT = Kind()
-SECONDS = Number(
-    f"a number of seconds > 0 and at most {MAX_TIMEOUT_SECONDS:g}",
-    0,
-    MAX_TIMEOUT_SECONDS,
-    whole=False,
-)
+_SECONDS_TEXT = f"a number of seconds > 0 and at most {MAX_TIMEOUT_SECONDS:g}"
+SECONDS = Number(_SECONDS_TEXT, 0, MAX_TIMEOUT_SECONDS, whole=False)
 
 
 def whole(low: int, high: int) -> Number:
@@ -417,7 +407,11 @@ def main(argv: list[str]) -> int:
         print(readme_table())
         return 0
     path = Path(argv[0])
-    path.write_text(with_readme_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    try:
+        path.write_text(with_readme_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
