@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mailer.compose import GMAIL_CLIP_BYTES, compose_issue
 from mailer.compose.build import sample_values
+from mailer.compose.model import Newsletter
 from mailer.compose.pipeline import STAGES
 from mailer.config import load_config
 
@@ -33,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     for key in [k for k in os.environ if k.startswith("MAILER_")]:
         del os.environ[key]
-    config = load_config(REPO / "mailer.toml")
+    config = Newsletter.from_config(load_config(REPO / "mailer.toml"))
 
     compose_issue(args.issue, config)  # warm-up: imports, first-use caches
     runs: list[dict[str, float]] = []

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mailer.compose.build import build
-from mailer.config import Config
+from mailer.compose.model import Newsletter
 from mailer.errors import MailerError
 
 POLL_SECONDS = 0.5
@@ -54,13 +54,13 @@ class Preview:
     def __init__(
         self,
         issue_dir: Path,
-        load_config: Callable[[], Config],
+        load_newsletter: Callable[[], Newsletter],
         extra: Iterable[Path] = (),
         notify: Callable[[Preview], None] | None = None,
     ) -> None:
         self.issue_dir = issue_dir
         self.notify = notify
-        self.load_config = load_config
+        self.load_newsletter = load_newsletter  # re-read on every rebuild: the config may change
         self.extra = tuple(extra)
         self.lock = threading.Lock()
         self.version = 0
@@ -77,11 +77,11 @@ class Preview:
                 return False
             self._seen = signature
             try:
-                config = self.load_config()
-                self._watch = (self.issue_dir, config.layouts_dir, *self.extra)
+                newsletter = self.load_newsletter()
+                self._watch = (self.issue_dir, newsletter.layouts_dir, *self.extra)
                 # Taken before building: a change made during the build triggers another.
                 self._seen = _signature(self._watch)
-                built = build(self.issue_dir, config)
+                built = build(self.issue_dir, newsletter)
             except MailerError as exc:
                 self.error = str(exc)
             else:

@@ -10,6 +10,7 @@ import typer
 
 from mailer.cli.app import app, config_file, get_config
 from mailer.compose.build import build, report, write_build
+from mailer.compose.model import Newsletter
 from mailer.compose.scaffold import new_issue
 from mailer.config import load_config
 from mailer.preview import Preview, PreviewServer
@@ -48,8 +49,7 @@ def build_command(
         show_default=False,
     ),
 ) -> None:
-    config = get_config(ctx)
-    built = build(issue_dir, config)
+    built = build(issue_dir, Newsletter.from_config(get_config(ctx)))
     target = out if out is not None else Path("out") / built.composed.meta.slug
     html_path, text_path = write_build(built, target)
     for line in report(built, issue_dir):
@@ -74,7 +74,12 @@ def preview(
         typer.echo(f"[{stamp}] {status}", err=bool(state.error))
 
     config_path = path if path is not None else Path("mailer.toml")
-    state = Preview(issue_dir, lambda: load_config(path), extra=[config_path], notify=notify)
+    state = Preview(
+        issue_dir,
+        lambda: Newsletter.from_config(load_config(path)),
+        extra=[config_path],
+        notify=notify,
+    )
     server = PreviewServer(state, "127.0.0.1", port)
     state.refresh()
     typer.echo(f"Previewing {issue_dir} at {server.url} (Ctrl-C to stop)")

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from mailer.compose.issue import load_issue
 from mailer.compose.layout import date_text
-from mailer.compose.model import ComposedIssue, IssueMeta
+from mailer.compose.model import ComposedIssue, IssueMeta, Newsletter
 from mailer.compose.pipeline import GMAIL_CLIP_BYTES, compose_loaded, size_warning
-from mailer.config import Config
 from mailer.errors import IssueError
 from mailer.tokens import TOKEN_LENGTH
 
@@ -19,20 +18,20 @@ SAMPLE_NAME = "Sample Reader"
 SAMPLE_EMAIL = "reader@example.org"
 
 
-def sample_values(config: Config, meta: IssueMeta) -> dict[str, str]:
+def sample_values(newsletter: Newsletter, meta: IssueMeta) -> dict[str, str]:
     """A made-up subscriber, with an unsubscribe URL as long as a real one (for sizes)."""
     token = "SAMPLE-NOT-A-VALID-TOKEN".ljust(TOKEN_LENGTH, "0")
     return {
         "name": SAMPLE_NAME,
         "email": SAMPLE_EMAIL,
-        "unsubscribe_url": f"{config.base_url}/unsubscribe/{token}",
-        "web_url": web_url(config, meta),
+        "unsubscribe_url": f"{newsletter.base_url}/unsubscribe/{token}",
+        "web_url": web_url(newsletter, meta),
     }
 
 
-def web_url(config: Config, meta: IssueMeta) -> str:
+def web_url(newsletter: Newsletter, meta: IssueMeta) -> str:
     """Where the web app (``mailer serve``) shows an issue's web version."""
-    return f"{config.base_url}/issues/{meta.slug}"
+    return f"{newsletter.base_url}/issues/{meta.slug}"
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,11 @@ class Built:
         return len(self.text.encode("utf-8"))
 
 
-def build(issue_dir: Path, config: Config) -> Built:
+def build(issue_dir: Path, newsletter: Newsletter) -> Built:
     """Compose and personalise with the sample subscriber; nothing is written."""
     issue = load_issue(issue_dir)
-    composed = compose_loaded(issue, config)
-    html, text = composed.personalise(sample_values(config, composed.meta))
+    composed = compose_loaded(issue, newsletter)
+    html, text = composed.personalise(sample_values(newsletter, composed.meta))
     sections = tuple((s.title, len(s.articles)) for s in issue.sections)
     warnings = [w for w in composed.warnings if not w.startswith("HTML is ")]
     warning = size_warning(len(html.encode("utf-8")))

@@ -15,11 +15,10 @@ from typing import Any
 import jinja2
 
 from mailer.compose.markdown import ParsedIssue
-from mailer.compose.model import PERSONAL_FIELDS, slot
-from mailer.config import Config
+from mailer.compose.model import PERSONAL_FIELDS, Newsletter, slot
 from mailer.errors import IssueError
 
-LAYOUT = "newsletter.mjml.j2"  # the email's layout, in config.layouts_dir
+LAYOUT = "newsletter.mjml.j2"  # the email's layout, in Newsletter.layouts_dir
 
 _MONTHS = [
     "January",
@@ -42,7 +41,7 @@ def date_text(d: dt.date) -> str:
     return f"{_MONTHS[d.month - 1]} {d.day}, {d.year}"
 
 
-def layout_context(parsed: ParsedIssue, config: Config, *, web: bool) -> dict[str, Any]:
+def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) -> dict[str, Any]:
     """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``web``, ``slot()``."""
     issue = parsed.issue
     sections = [
@@ -65,14 +64,7 @@ def layout_context(parsed: ParsedIssue, config: Config, *, web: bool) -> dict[st
         for section in issue.sections
     ]
     return {
-        "newsletter": {
-            "name": config.name,
-            "tagline": config.tagline,
-            "copyright": config.copyright,
-            "postal_address": config.postal_address,
-            "why_received": config.why_received,
-            "base_url": config.base_url,
-        },
+        "newsletter": dict(newsletter.shown()),
         "issue": {
             "number": issue.meta.number,
             "date": issue.meta.date,

@@ -11,8 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 # The values a copy is personalised with. All are plain text; the HTML side escapes them.
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "web_url")
@@ -54,6 +59,37 @@ class PersonalTemplate:
             out.append(values[name])
             out.append(part)
         return "".join(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Newsletter:
+    """All compose reads of the configuration: what the email shows, and the layouts folder.
+
+    :func:`~mailer.compose.pipeline.content_hash` hashes exactly these fields, in this order
+    (the layouts folder by its files, the others by their text). The field names and order are
+    part of every recorded hash: renaming, reordering or adding one makes every ledger see a
+    changed issue, so add a field only with the output it changes.
+    """
+
+    layouts_dir: Path
+    name: str
+    tagline: str = ""
+    copyright: str = ""
+    postal_address: str
+    why_received: str = ""  # footer line: why the reader gets this email
+    base_url: str  # public URL of `mailer serve`, without a trailing slash
+
+    @classmethod
+    def from_config(cls, config: Config) -> Newsletter:
+        """The newsletter a config describes (the fields have the config's names)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+    def shown(self) -> Iterator[tuple[str, str]]:
+        """(name, text) of every field the email shows, i.e. all but the layouts folder."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                yield f.name, value
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import mailer
 from mailer.compose.issue import Issue, load_issue
 from mailer.compose.layout import LAYOUT, layout_context, render_layout
 from mailer.compose.markdown import ParsedIssue, parse_issue
-from mailer.compose.model import ComposedIssue, PersonalTemplate, slot
+from mailer.compose.model import ComposedIssue, Newsletter, PersonalTemplate, slot
 from mailer.compose.render import inline_css, render_mjml
 from mailer.compose.text import render_text
 from mailer.config import Config
@@ -26,8 +27,6 @@ from mailer.errors import IssueError
 STAGES = ("load", "markdown", "jinja", "mjml", "premailer", "text")
 GMAIL_CLIP_BYTES = 102_000  # Gmail cuts messages whose HTML exceeds 102 KB
 SIZE_WARNING_BYTES = 90_000
-# The configuration that shows up in the output (and so in content_hash).
-CONFIG_KEYS = ("name", "tagline", "copyright", "postal_address", "why_received", "base_url")
 
 
 class _Timer:
@@ -46,28 +45,37 @@ class _Timer:
 
 
 def compose_issue(
-    issue_dir: Path, config: Config, *, timings: dict[str, float] | None = None
+    issue_dir: Path,
+    newsletter: Newsletter | Config,
+    *,
+    timings: dict[str, float] | None = None,
 ) -> ComposedIssue:
-    """Compose the issue in ``issue_dir``; IssueError (file and line) on any bad input."""
+    """Compose the issue in ``issue_dir``; IssueError (file and line) on any bad input.
+
+    A whole Config is accepted for callers that hold one and is narrowed to its
+    :class:`Newsletter` here, before anything else sees it.
+    """
+    if not isinstance(newsletter, Newsletter):
+        newsletter = Newsletter.from_config(newsletter)
     timer = _Timer(timings)
     with timer("load"):
         issue = load_issue(Path(issue_dir))
-    return compose_loaded(issue, config, timings=timings)
+    return compose_loaded(issue, newsletter, timings=timings)
 
 
 def compose_loaded(
-    issue: Issue, config: Config, *, timings: dict[str, float] | None = None
+    issue: Issue, newsletter: Newsletter, *, timings: dict[str, float] | None = None
 ) -> ComposedIssue:
     """Compose an issue already read by :func:`load_issue`."""
     timer = _Timer(timings)
     with timer("markdown"):
         parsed = parse_issue(issue)
-    email = render_html(parsed, config, web=False, timer=timer)
-    web = render_html(parsed, config, web=True, timer=timer)
+    email = render_html(parsed, newsletter, web=False, timer=timer)
+    web = render_html(parsed, newsletter, web=True, timer=timer)
     with timer("text"):
-        text = render_text(parsed, config)
+        text = render_text(parsed, newsletter)
 
-    layout = config.layouts_dir / LAYOUT
+    layout = newsletter.layouts_dir / LAYOUT
     template = PersonalTemplate.parse(email)
     for needed in ("unsubscribe_url", "web_url"):
         if needed not in template.fields:
@@ -87,19 +95,20 @@ def compose_loaded(
         html=template,
         text=PersonalTemplate.parse(text),
         web_html=web,
-        content_hash=content_hash(parsed, config),
+        content_hash=content_hash(parsed, newsletter),
         warnings=tuple(warnings),
     )
 
 
-def render_html(parsed: ParsedIssue, config: Config, *, web: bool, timer: _Timer) -> str:
+def render_html(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool, timer: _Timer) -> str:
     """Layout -> MJML -> HTML -> inlined HTML, for the email (slots) or the web version."""
+    layouts = newsletter.layouts_dir
     with timer("jinja"):
-        mjml = render_layout(layout_context(parsed, config, web=web), config.layouts_dir)
+        mjml = render_layout(layout_context(parsed, newsletter, web=web), layouts)
     with timer("mjml"):
-        html = render_mjml(mjml, config.layouts_dir / LAYOUT)
+        html = render_mjml(mjml, layouts / LAYOUT)
     with timer("premailer"):
-        return inline_css(html, config.layouts_dir / LAYOUT)
+        return inline_css(html, layouts / LAYOUT)
 
 
 def size_warning(html_bytes: int) -> str:
@@ -112,8 +121,13 @@ def size_warning(html_bytes: int) -> str:
     )
 
 
-def content_hash(parsed: ParsedIssue, config: Config) -> str:
-    """sha256 of everything the output depends on: issue files, layouts, config, version."""
+def content_hash(parsed: ParsedIssue, newsletter: Newsletter) -> str:
+    """sha256 of everything the output depends on: issue files, newsletter, version.
+
+    The newsletter goes in field by field (:class:`Newsletter` says why the order matters):
+    a folder as ``layouts/<file>`` entries, text as ``config/<name>``, labels kept from
+    when these came from the whole config, so a ledger's recorded hashes still match.
+    """
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
@@ -123,10 +137,12 @@ def content_hash(parsed: ParsedIssue, config: Config) -> str:
     add("mailer", mailer.__version__.encode())
     for name, raw in parsed.issue.sources:
         add(f"issue/{name}", raw)
-    layouts = config.layouts_dir
-    for path in sorted(p for p in layouts.rglob("*") if p.is_file()):
-        add(f"layouts/{path.relative_to(layouts).as_posix()}", path.read_bytes())
-    for key in CONFIG_KEYS:
-        add(f"config/{key}", str(getattr(config, key)).encode())
+    for f in fields(newsletter):
+        value = getattr(newsletter, f.name)
+        if isinstance(value, Path):
+            for path in sorted(p for p in value.rglob("*") if p.is_file()):
+                add(f"layouts/{path.relative_to(value).as_posix()}", path.read_bytes())
+        else:
+            add(f"config/{f.name}", str(value).encode())
     add("slots", slot("unsubscribe_url").encode())
     return digest.hexdigest()

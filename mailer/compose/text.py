@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from mailer.compose.layout import date_text
 from mailer.compose.markdown import ParsedIssue, to_text, wrap
-from mailer.compose.model import slot
-from mailer.config import Config
+from mailer.compose.model import Newsletter, slot
 
 WIDTH = 78
 
@@ -20,11 +19,11 @@ def _underline(title: str, char: str) -> str:
     return wrapped + "\n" + char * max(len(line) for line in wrapped.split("\n"))
 
 
-def render_text(parsed: ParsedIssue, config: Config) -> str:
+def render_text(parsed: ParsedIssue, newsletter: Newsletter) -> str:
     issue = parsed.issue
-    blocks: list[str] = [_underline(config.name, "=")]
-    if config.tagline:
-        blocks[-1] += "\n" + wrap(config.tagline, WIDTH)
+    blocks: list[str] = [_underline(newsletter.name, "=")]
+    if newsletter.tagline:
+        blocks[-1] += "\n" + wrap(newsletter.tagline, WIDTH)
     blocks[-1] += f"\nNewsletter #{issue.meta.number} | {date_text(issue.meta.date)}"
     blocks.append("View this issue in your browser:\n" + slot("web_url"))
     if parsed.notice:
@@ -45,9 +44,9 @@ def render_text(parsed: ParsedIssue, config: Config) -> str:
                 blocks.append(body)
             if article.link:
                 blocks.append(wrap(f"{article.link_text}: {article.link}", WIDTH))
-    footer = [line for line in (config.copyright, config.postal_address) if line]
+    footer = [line for line in (newsletter.copyright, newsletter.postal_address) if line]
     blocks.append("-" * WIDTH + "\n" + wrap(" | ".join(footer), WIDTH))
-    if config.why_received:
-        blocks.append(wrap(config.why_received, WIDTH))
+    if newsletter.why_received:
+        blocks.append(wrap(newsletter.why_received, WIDTH))
     blocks.append("Unsubscribe:\n" + slot("unsubscribe_url"))
     return "\n\n".join(blocks) + "\n"

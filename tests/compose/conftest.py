@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailer.compose import ComposedIssue, compose_issue
+from mailer.compose.model import Newsletter
 from mailer.config import Config, load_config
 from tests.conftest import REPO, SAMPLE_ISSUE
 
@@ -33,9 +34,15 @@ def config() -> Config:
 
 
 @pytest.fixture(scope="session")
-def sample(config: Config) -> ComposedIssue:
+def newsletter(config: Config) -> Newsletter:
+    """What compose reads of the repository's config."""
+    return Newsletter.from_config(config)
+
+
+@pytest.fixture(scope="session")
+def sample(newsletter: Newsletter) -> ComposedIssue:
     """The sample issue #25, composed once for the session."""
-    return compose_issue(SAMPLE_ISSUE, config)
+    return compose_issue(SAMPLE_ISSUE, newsletter)
 
 
 @pytest.fixture
@@ -47,8 +54,8 @@ def issue(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def layouts(tmp_path: Path, config: Config) -> Path:
+def layouts(tmp_path: Path, newsletter: Newsletter) -> Path:
     """A writable copy of the layouts folder."""
     target = tmp_path / "layouts"
-    shutil.copytree(config.layouts_dir, target)
+    shutil.copytree(newsletter.layouts_dir, target)
     return target

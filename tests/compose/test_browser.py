@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mailer.compose.build import build
-from mailer.config import Config
+from mailer.compose.model import Newsletter
 from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SAMPLE_ISSUE
 
 pytestmark = pytest.mark.browser
@@ -79,9 +79,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def sample_file(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample_file(newsletter: Newsletter, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("browser") / "index.html"
-    path.write_text(build(SAMPLE_ISSUE, config).html, encoding="utf-8")
+    path.write_text(build(SAMPLE_ISSUE, newsletter).html, encoding="utf-8")
     return path
 
 
@@ -136,9 +136,11 @@ def test_text_is_legible_and_contrasted(browser: Any, sample_file: Path, width: 
     assert small == [], small[:5]
 
 
-def test_small_issue_with_image_fits_the_phone(browser: Any, issue: Path, config: Config) -> None:
+def test_small_issue_with_image_fits_the_phone(
+    browser: Any, issue: Path, newsletter: Newsletter
+) -> None:
     path = issue.parent / "small.html"
-    path.write_text(build(issue, config).html, encoding="utf-8")
+    path.write_text(build(issue, newsletter).html, encoding="utf-8")
     # A 1200 px wide picture, served locally for the snippet's image URL.
     canvas = browser.new_page(viewport={"width": 1200, "height": 500})
     canvas.set_content('<body style="margin:0;background:#1c7c9c"></body>')

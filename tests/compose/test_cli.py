@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.config import Config
+from mailer.compose.model import Newsletter
 from mailer.preview import Preview, PreviewServer
 from tests.compose.broken import BROKEN
 from tests.conftest import REPO, SAMPLE_ISSUE
@@ -206,8 +206,8 @@ def _get(url: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def preview(issue: Path, config: Config) -> Iterator[str]:
-    server = PreviewServer(Preview(issue, lambda: config), "127.0.0.1", 0)
+def preview(issue: Path, newsletter: Newsletter) -> Iterator[str]:
+    server = PreviewServer(Preview(issue, lambda: newsletter), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -254,10 +254,10 @@ def test_preview_serves_and_rebuilds_on_change(preview: str, issue: Path) -> Non
 
 
 def test_preview_watcher_rebuilds_without_requests(
-    issue: Path, config: Config, layouts: Path
+    issue: Path, newsletter: Newsletter, layouts: Path
 ) -> None:
     rebuilt = threading.Event()
-    local = dataclasses.replace(config, layouts_dir=layouts)
+    local = dataclasses.replace(newsletter, layouts_dir=layouts)
     state = Preview(issue, lambda: local, notify=lambda s: rebuilt.set())
     server = PreviewServer(state, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -15,19 +15,21 @@ from lxml import html as lxml_html
 
 from mailer.compose import GMAIL_CLIP_BYTES, ComposedIssue, compose_issue
 from mailer.compose.build import build, sample_values
-from mailer.config import Config
+from mailer.compose.model import Newsletter
 from tests.conftest import REPO, SAMPLE_ISSUE
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("MAILER_UPDATE_GOLDEN") == "1"
 
 
-def _personalised(composed: ComposedIssue, config: Config) -> tuple[str, str]:
-    return composed.personalise(sample_values(config, composed.meta))
+def _personalised(composed: ComposedIssue, newsletter: Newsletter) -> tuple[str, str]:
+    return composed.personalise(sample_values(newsletter, composed.meta))
 
 
-def test_sample_html_is_well_under_gmails_clip_limit(sample: ComposedIssue, config: Config) -> None:
-    html, text = _personalised(sample, config)
+def test_sample_html_is_well_under_gmails_clip_limit(
+    sample: ComposedIssue, newsletter: Newsletter
+) -> None:
+    html, text = _personalised(sample, newsletter)
     size = len(html.encode("utf-8"))
     print(f"sample #25: HTML {size:,} bytes, text {len(text.encode()):,} bytes")
     assert size < 90_000 < GMAIL_CLIP_BYTES  # no warning either
@@ -35,8 +37,10 @@ def test_sample_html_is_well_under_gmails_clip_limit(sample: ComposedIssue, conf
     assert len(sample.web_html.encode("utf-8")) < 90_000
 
 
-def test_sample_contains_every_article_and_section(sample: ComposedIssue, config: Config) -> None:
-    html, text = _personalised(sample, config)
+def test_sample_contains_every_article_and_section(
+    sample: ComposedIssue, newsletter: Newsletter
+) -> None:
+    html, text = _personalised(sample, newsletter)
     doc = lxml_html.fromstring(html)
     assert len(doc.xpath("//h3")) == 44
     assert [h.text_content() for h in doc.xpath("//h2")] == [
@@ -57,9 +61,9 @@ def test_sample_contains_every_article_and_section(sample: ComposedIssue, config
     assert "UZBEKISTAN AND RANKINGS" in text
 
 
-def test_accessibility_basics(sample: ComposedIssue, config: Config) -> None:
-    html, _ = _personalised(sample, config)
-    values = sample_values(config, sample.meta)
+def test_accessibility_basics(sample: ComposedIssue, newsletter: Newsletter) -> None:
+    html, _ = _personalised(sample, newsletter)
+    values = sample_values(newsletter, sample.meta)
     doc = lxml_html.fromstring(html)
     assert re.match(r'<!doctype html>\n<html lang="en"', html)
     assert doc.xpath("string(//title)").strip() == sample.meta.subject
@@ -76,27 +80,27 @@ def test_accessibility_basics(sample: ComposedIssue, config: Config) -> None:
     links = doc.xpath("//a[@href=$u]", u=values["unsubscribe_url"])
     assert [a.text_content() for a in links] == ["Unsubscribe"]
     assert doc.xpath("//a[@href=$u]", u=values["web_url"])
-    assert config.postal_address in doc.xpath("string(//body)")
-    assert config.why_received in doc.xpath("string(//body)")
+    assert newsletter.postal_address in doc.xpath("string(//body)")
+    assert newsletter.why_received in doc.xpath("string(//body)")
 
 
-def test_images_carry_their_alt_text(issue: Path, config: Config) -> None:
-    composed = compose_issue(issue, config)
+def test_images_carry_their_alt_text(issue: Path, newsletter: Newsletter) -> None:
+    composed = compose_issue(issue, newsletter)
     doc = lxml_html.fromstring(composed.web_html)
     imgs = doc.xpath("//img")
     assert [i.get("alt") for i in imgs] == ["Members of a monitoring group around a table"]
     assert imgs[0].get("src") == "https://example.org/images/groups.png"
 
 
-def test_no_network_resources_or_scripts(sample: ComposedIssue, config: Config) -> None:
-    html, _ = _personalised(sample, config)
+def test_no_network_resources_or_scripts(sample: ComposedIssue, newsletter: Newsletter) -> None:
+    html, _ = _personalised(sample, newsletter)
     assert "<link" not in html and "@import" not in html and "<script" not in html.lower()
     assert "googleapis" not in html
 
 
-def test_web_version_has_no_subscriber_data(sample: ComposedIssue, config: Config) -> None:
+def test_web_version_has_no_subscriber_data(sample: ComposedIssue, newsletter: Newsletter) -> None:
     web = sample.web_html
-    values = sample_values(config, sample.meta)
+    values = sample_values(newsletter, sample.meta)
     assert "%%MAILER_" not in web
     assert "/unsubscribe/" not in web
     for value in values.values():
@@ -104,27 +108,27 @@ def test_web_version_has_no_subscriber_data(sample: ComposedIssue, config: Confi
     doc = lxml_html.fromstring(web)
     body = " ".join(doc.xpath("string(//body)").split())
     assert "To unsubscribe, use the link at the bottom of the email" in body
-    assert doc.xpath("//a[@href=$u]", u=config.base_url)
-    assert config.postal_address in body
+    assert doc.xpath("//a[@href=$u]", u=newsletter.base_url)
+    assert newsletter.postal_address in body
 
 
-def test_text_twin(sample: ComposedIssue, config: Config) -> None:
-    _, text = _personalised(sample, config)
-    values = sample_values(config, sample.meta)
+def test_text_twin(sample: ComposedIssue, newsletter: Newsletter) -> None:
+    _, text = _personalised(sample, newsletter)
+    values = sample_values(newsletter, sample.meta)
     lines = text.split("\n")
     too_long = [line for line in lines if len(line) > 78 and not re.fullmatch(r"\S+", line)]
     assert too_long == []
     assert values["unsubscribe_url"] in lines  # on a line of its own
     assert values["web_url"] in lines
     assert "Newsletter #25 | May 5, 2022" in text
-    assert config.postal_address in " ".join(text.split())
+    assert newsletter.postal_address in " ".join(text.split())
     assert "  * improvement of the legislation of the Central Asian countries" in text
     assert "Read more: https://example.org/read-more/" in text
     assert "<" not in text.replace("<https://", "")  # no markup leaked
 
 
-def test_composing_twice_gives_identical_bytes(config: Config) -> None:
-    first, second = compose_issue(SAMPLE_ISSUE, config), compose_issue(SAMPLE_ISSUE, config)
+def test_composing_twice_gives_identical_bytes(newsletter: Newsletter) -> None:
+    first, second = compose_issue(SAMPLE_ISSUE, newsletter), compose_issue(SAMPLE_ISSUE, newsletter)
     assert first == second
 
 
@@ -168,31 +172,31 @@ def test_identical_across_processes_and_hash_seeds(sample: ComposedIssue) -> Non
 
 
 def test_content_hash_covers_snippets_layouts_and_config(
-    issue: Path, config: Config, layouts: Path
+    issue: Path, newsletter: Newsletter, layouts: Path
 ) -> None:
-    config = dataclasses.replace(config, layouts_dir=layouts)
-    base = compose_issue(issue, config).content_hash
+    newsletter = dataclasses.replace(newsletter, layouts_dir=layouts)
+    base = compose_issue(issue, newsletter).content_hash
     assert re.fullmatch(r"[0-9a-f]{64}", base)
-    assert compose_issue(issue, config).content_hash == base
+    assert compose_issue(issue, newsletter).content_hash == base
     snippet = issue / "appointment.md"
     snippet.write_text(snippet.read_text() + "\nOne more line.\n")
-    after_snippet = compose_issue(issue, config).content_hash
+    after_snippet = compose_issue(issue, newsletter).content_hash
     assert after_snippet != base
     (layouts / "newsletter.mjml.j2").write_text((layouts / "newsletter.mjml.j2").read_text() + "\n")
-    after_layout = compose_issue(issue, config).content_hash
+    after_layout = compose_issue(issue, newsletter).content_hash
     assert after_layout != after_snippet
-    moved = dataclasses.replace(config, postal_address="1 Other Street")
+    moved = dataclasses.replace(newsletter, postal_address="1 Other Street")
     assert compose_issue(issue, moved).content_hash != after_layout
 
 
 @pytest.mark.parametrize("kind", ["html", "txt"])
-def test_golden_files(config: Config, kind: str) -> None:
+def test_golden_files(newsletter: Newsletter, kind: str) -> None:
     """The built sample must match tests/compose/golden/ byte for byte.
 
     After an intended change: MAILER_UPDATE_GOLDEN=1 pytest tests/compose, then review the
     diff of the golden files like any other change.
     """
-    built = build(SAMPLE_ISSUE, config)
+    built = build(SAMPLE_ISSUE, newsletter)
     actual = built.html if kind == "html" else built.text
     path = GOLDEN / f"{SAMPLE_ISSUE.name}.{kind}"
     if UPDATE:

@@ -12,8 +12,8 @@ from mailer.compose import PERSONAL_FIELDS, compose_issue, slot
 from mailer.compose.issue import load_issue
 from mailer.compose.layout import LAYOUT, layout_context, render_layout
 from mailer.compose.markdown import parse_issue
+from mailer.compose.model import Newsletter
 from mailer.compose.render import inline_css, render_mjml, strip_web_fonts, validate_mjml
-from mailer.config import Config
 from mailer.errors import IssueError
 
 
@@ -29,9 +29,9 @@ def _line_of(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().split("\n"), 1) if needle in line)
 
 
-def test_layout_renders_mjml_with_escaped_text(issue: Path, config: Config) -> None:
+def test_layout_renders_mjml_with_escaped_text(issue: Path, newsletter: Newsletter) -> None:
     parsed = parse_issue(load_issue(issue))
-    mjml = render_layout(layout_context(parsed, config, web=False), config.layouts_dir)
+    mjml = render_layout(layout_context(parsed, newsletter, web=False), newsletter.layouts_dir)
     assert mjml.lstrip().startswith('<mjml lang="en">')
     assert "<h2>Rankings &amp; reports</h2>" in mjml  # autoescaped title
     assert "&lt;script&gt;" in mjml  # snippet text stays text
@@ -39,27 +39,27 @@ def test_layout_renders_mjml_with_escaped_text(issue: Path, config: Config) -> N
 
 
 def test_unknown_template_variable_names_layout_and_line(
-    issue: Path, config: Config, layouts: Path
+    issue: Path, newsletter: Newsletter, layouts: Path
 ) -> None:
     path = _edit(layouts, "{{ issue.subject }}", "{{ issue.subjet }}")
     with pytest.raises(IssueError) as info:
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     line = _line_of(path, "issue.subjet")
     assert str(info.value).startswith(f"{path}:{line}: unknown template variable")
     assert "subjet" in str(info.value)
 
 
-def test_layout_syntax_error_names_line(issue: Path, config: Config, layouts: Path) -> None:
+def test_layout_syntax_error_names_line(issue: Path, newsletter: Newsletter, layouts: Path) -> None:
     path = _edit(layouts, "{% endfor %}", "{% endfro %}")
     with pytest.raises(IssueError) as info:
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     assert str(info.value).startswith(f"{path}:{_line_of(path, 'endfro')}: layout syntax error")
 
 
-def test_missing_layout(issue: Path, config: Config, tmp_path: Path) -> None:
+def test_missing_layout(issue: Path, newsletter: Newsletter, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(IssueError, match=r"empty/newsletter\.mjml\.j2: layout not found"):
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=tmp_path / "empty"))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=tmp_path / "empty"))
 
 
 @pytest.mark.parametrize(
@@ -79,11 +79,11 @@ def test_missing_layout(issue: Path, config: Config, tmp_path: Path) -> None:
     ],
 )
 def test_invalid_mjml_is_reported_with_the_layout(
-    issue: Path, config: Config, layouts: Path, old: str, new: str, message: str
+    issue: Path, newsletter: Newsletter, layouts: Path, old: str, new: str, message: str
 ) -> None:
     path = _edit(layouts, old, new)
     with pytest.raises(IssueError) as info:
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     assert str(info.value).startswith(str(path))
     assert f"invalid MJML: {message}" in str(info.value)
 
@@ -109,14 +109,14 @@ def test_validator_accepts_the_shipped_layout_and_rejects_nesting() -> None:
         validate_mjml("<mjml><mj-body>", Path("x.mjml"))
 
 
-def test_google_fonts_are_never_linked(issue: Path, config: Config, layouts: Path) -> None:
+def test_google_fonts_are_never_linked(issue: Path, newsletter: Newsletter, layouts: Path) -> None:
     # mjml-python links Google Fonts for these names; the output must not call Google.
     _edit(
         layouts,
         '<mj-all font-family="Helvetica, Arial, sans-serif" />',
         '<mj-all font-family="Ubuntu, Roboto, Open Sans, sans-serif" />',
     )
-    composed = compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+    composed = compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     for html in (composed.html.fill(dict.fromkeys(PERSONAL_FIELDS, "x")), composed.web_html):
         assert "googleapis" not in html
         assert "@import" not in html
@@ -124,7 +124,7 @@ def test_google_fonts_are_never_linked(issue: Path, config: Config, layouts: Pat
     assert "font-family:Ubuntu, Roboto" in composed.web_html
 
 
-def test_external_stylesheet_is_refused(issue: Path, config: Config, layouts: Path) -> None:
+def test_external_stylesheet_is_refused(issue: Path, newsletter: Newsletter, layouts: Path) -> None:
     path = _edit(
         layouts,
         "<mj-breakpoint",
@@ -132,7 +132,7 @@ def test_external_stylesheet_is_refused(issue: Path, config: Config, layouts: Pa
         "<mj-breakpoint",
     )
     with pytest.raises(IssueError, match="links an external stylesheet") as info:
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     assert str(info.value).startswith(str(path))
 
 
@@ -158,7 +158,9 @@ def test_premailer_inlines_rules_and_keeps_media_queries() -> None:
     assert html.startswith("<!doctype html>")
 
 
-def test_slots_survive_mjml_and_premailer(issue: Path, config: Config, layouts: Path) -> None:
+def test_slots_survive_mjml_and_premailer(
+    issue: Path, newsletter: Newsletter, layouts: Path
+) -> None:
     # Every personal field, in text and in attributes, through MJML and premailer.
     _edit(
         layouts,
@@ -167,7 +169,7 @@ def test_slots_survive_mjml_and_premailer(issue: Path, config: Config, layouts: 
         "<p title=\"{{ slot('name') }}\">{{ newsletter.why_received }} Hello {{ slot('name') }}, "
         "sent to <a href=\"mailto:{{ slot('email') }}\">{{ slot('email') }}</a>.</p>{% endif %}",
     )
-    composed = compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+    composed = compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     assert sorted(set(composed.html.fields)) == sorted(PERSONAL_FIELDS)
     values = {
         "name": 'Zoë <"Q"> & Co',
@@ -186,24 +188,26 @@ def test_slots_survive_mjml_and_premailer(issue: Path, config: Config, layouts: 
 
 
 def test_layout_without_unsubscribe_link_is_refused(
-    issue: Path, config: Config, layouts: Path
+    issue: Path, newsletter: Newsletter, layouts: Path
 ) -> None:
     _edit(layouts, "{{ slot('unsubscribe_url') }}", "#")
     with pytest.raises(
         IssueError, match=r"the email must contain \{\{ slot\('unsubscribe_url'\) \}\}"
     ):
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
 
 
-def test_web_version_must_not_use_slots(issue: Path, config: Config, layouts: Path) -> None:
+def test_web_version_must_not_use_slots(issue: Path, newsletter: Newsletter, layouts: Path) -> None:
     _edit(layouts, "<p>This is the web version", "<p>{{ slot('name') }} This is the web version")
     with pytest.raises(IssueError, match=r"web version \(web=true\) must not use slot\('name'\)"):
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
 
 
-def test_unknown_slot_name_is_a_layout_error(issue: Path, config: Config, layouts: Path) -> None:
+def test_unknown_slot_name_is_a_layout_error(
+    issue: Path, newsletter: Newsletter, layouts: Path
+) -> None:
     path = _edit(layouts, "{{ slot('web_url') }}", "{{ slot('token') }}")
     with pytest.raises(IssueError) as info:
-        compose_issue(issue, dataclasses.replace(config, layouts_dir=layouts))
+        compose_issue(issue, dataclasses.replace(newsletter, layouts_dir=layouts))
     assert str(info.value).startswith(f"{path}:{_line_of(path, 'token')}:")
     assert "slot('token') is not a personal field" in str(info.value)

@@ -1,0 +1,419 @@
+"""Every setting of ``mailer.toml``, declared once: name, default, help, kind and table.
+
+datasette's habit: one :class:`Setting` table that everything else comes from: the loader
+(:mod:`mailer.config` coerces and checks each value with its :class:`Kind`), the commented
+starter file ``mailer init`` writes (:func:`starter_text`) and README's settings table
+(:func:`readme_table`; ``python -m mailer.settings README.md`` rewrites it, a test checks it).
+
+A kind turns a raw value (a TOML value, or the string of a ``MAILER_<KEY>`` variable) into a
+typed one, or raises a ConfigError naming the key and what it expected. Paths are resolved
+against ``root``, the config file's folder, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailer.errors import ConfigError
+
+ENV_PREFIX = "MAILER_"
+MAX_CONNECTIONS = 64  # parallel SMTP connections: the config's and the CLI's one bound
+MAX_TIMEOUT_SECONDS = 3600.0
+MAX_MESSAGES_PER_CONNECTION = 100_000
+_SHOWN_CHARS = 40  # values quoted in an error are cut to this many characters
+
+
+def show(value: object) -> str:
+    """A value as an error message quotes it: short, one line, TOML spelling for booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+
+
+# --- rates ---------------------------------------------------------------------------------
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*$")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(text: str) -> float | None:
+    """``"100/s"`` -> 100.0 messages per second; ``""`` -> None (unlimited).
+
+    Accepts ``N/s``, ``N/m``, ``N/h`` (or ``sec``, ``min``, ``hour``), N a positive decimal,
+    spaces around the ``/`` allowed; anything else is a ConfigError.
+    """
+    if not text:
+        return None
+    match = _RATE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"rate: {show(text)} should look like 50/s, 3000/m or 10000/h")
+    return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
+
+
+# --- kinds ---------------------------------------------------------------------------------
+
+
+class Kind:
+    """One line of text (no CR, LF or NUL: values end up in headers), stripped."""
+
+    expected = "text"  # completes "expected ..." in errors, and README's value column
+    python_type = "str"  # the Config field's annotation (a test checks they agree)
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        return self.text(setting, value)
+
+    def fail(self, setting: Setting, value: object) -> ConfigError:
+        if setting.secret:  # e.g. a URL with a password: never quoted
+            return ConfigError(f"{setting.name}: expected {self.expected} (value not shown)")
+        return ConfigError(f"{setting.name}: expected {self.expected}, got {show(value)}")
+
+    def text(self, setting: Setting, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.fail(setting, value)
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{setting.name}: must not contain line breaks or NUL")
+        return value.strip()
+
+
+class Number(Kind):
+    """A TOML number or a numeric string (environment), finite, within [low, high]."""
+
+    def __init__(self, expected: str, low: float, high: float, *, whole: bool) -> None:
+        self.expected, self.low, self.high, self.whole = expected, low, high, whole
+        self.python_type = "int" if whole else "float"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        # TOML true is no number, though Python's bool is an int.
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(setting, value)
+        try:
+            number = float(value)  # a string from the environment, or a TOML number
+        except (ValueError, OverflowError):
+            raise self.fail(setting, value) from None
+        fits = math.isfinite(number) and self.low <= number <= self.high
+        if not (fits and (number.is_integer() if self.whole else number > 0)):
+            raise self.fail(setting, value)
+        return int(number) if self.whole else number
+
+
+class Folder(Kind):
+    """A path; relative ones are relative to the config file's folder."""
+
+    expected = "a path (text)"
+    python_type = "Path"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        return resolve(root, self.text(setting, value))
+
+
+class OptionalFile(Kind):
+    """A path kept as text, ``""`` meaning unset (the send code reads it so)."""
+
+    expected = "a path (text)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        return str(resolve(root, text)) if text else ""
+
+
+class Address(Kind):
+    """One plain address (these go into headers and MAIL FROM as they are), or ``""``."""
+
+    expected = "an email address"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if text and not is_address(text):
+            raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
+        return text
+
+
+class BaseUrl(Kind):
+    expected = "an http(s) URL"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        url = self.text(setting, value)
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ConfigError(f"{setting.name}: {show(url)} must start with http:// or https://")
+        if re.search(r"[\s<>\"'`?#\\]", url):  # it goes into <...> headers and links
+            raise ConfigError(
+                f"{setting.name}: {show(url)} must be a plain URL (no spaces, quotes, <>, ? or #)"
+            )
+        return url.rstrip("/")
+
+
+class Mailto(Kind):
+    expected = "an address or mailto: URL"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if not text:
+            return ""
+        mailto = text.removeprefix("mailto:")
+        address, _, query = mailto.partition("?")  # e.g. ?subject=unsubscribe
+        # It goes into List-Unsubscribe as <mailto:...>: no '>', spaces or second address.
+        if not is_address(address) or any(c in query for c in "<> ,"):
+            raise ConfigError(
+                f"{setting.name}: {show(text)} should be an address, e.g. unsubscribe@example.org"
+                " or mailto:unsubscribe@example.org?subject=stop"
+            )
+        return "mailto:" + mailto
+
+
+class Rate(Kind):
+    expected = "a rate like 50/s, 3000/m or 10000/h"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        parse_rate(text)
+        return text
+
+
+# sqlite:///relative.db (three slashes, then no fourth: a relative path), keeping ?options.
+_SQLITE_RELATIVE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/)([^?]+)(\?.*)?$")
+
+
+class DatabaseUrl(Kind):
+    """An SQLAlchemy URL; a relative SQLite path is made relative to the config's folder."""
+
+    expected = "a database URL (text)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        url = self.text(setting, value)
+        match = _SQLITE_RELATIVE.match(url)
+        if not match or match.group(2) == ":memory:":
+            return url
+        prefix, path, query = match.groups()
+        return f"{prefix}{resolve(root, path)}{query or ''}"
+
+
+class SmtpUrl(Kind):
+    """smtp://, smtps:// or maildir:PATH, a relative maildir path relative to the config."""
+
+    expected = "an smtp://, smtps:// or maildir: URL (text)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        url = self.text(setting, value)
+        if not url.startswith("maildir:"):
+            return url
+        path = url.removeprefix("maildir:").removeprefix("//")
+        if not path:
+            raise ConfigError(f"{setting.name}: maildir: needs a path, e.g. maildir:./outbox")
+        return f"maildir:{resolve(root, path)}"
+
+
+def resolve(root: Path, path: str) -> Path:
+    """``path`` with ``~`` expanded, relative to ``root`` unless absolute."""
+    found = Path(path).expanduser()
+    return found if found.is_absolute() else root / found
+
+
+def is_address(value: str) -> bool:
+    """One plain address, as written (email-validator's normal form, case aside)."""
+    try:
+        found = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return bool(found.normalized == value or found.normalized.lower() == value.lower())
+
+
+TEXT = Kind()
+_SECONDS_TEXT = f"a number of seconds > 0 and at most {MAX_TIMEOUT_SECONDS:g}"
+SECONDS = Number(_SECONDS_TEXT, 0, MAX_TIMEOUT_SECONDS, whole=False)
+
+
+def whole(low: int, high: int) -> Number:
+    return Number(f"a whole number from {low} to {high}", low, high, whole=True)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | int | float
+    help: str
+    group: str  # its table in the grouped form: [newsletter], [storage], ...
+    kind: Kind = TEXT
+    required: bool = False  # then ``default`` is unused and ``example`` goes in the starter
+    secret: bool = False  # may hold a password: never in repr or error messages
+    example: str | None = None  # shown in the starter (commented out unless required)
+    default_doc: str = ""  # README's default column when the default is computed
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+GROUPS = {
+    "newsletter": "Identity: who sends it and what the email shows",
+    "storage": "Where things are",
+    "smtp": "The mail server",
+    "sending": "How a send goes",
+    "dkim": "DKIM signing (all three or none)",
+}
+
+# In the Config dataclass's field order (a test checks it, and the names and defaults).
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    Setting("name", "", "Shown in the masthead, the List-Id and the archive.", "newsletter",
+            required=True, example="My Newsletter"),
+    Setting("from_address", "", "The From: address.", "newsletter", Address(), required=True,
+            example="newsletter@example.org"),
+    Setting("postal_address", "", "Shown in every footer (the law requires it).",
+            "newsletter", required=True, example="1 Example Street, Example City, Country"),
+    Setting("base_url", "", "Public URL of `mailer serve`: unsubscribe links, the archive.",
+            "newsletter", BaseUrl(), required=True, example="https://newsletter.example.org"),
+    Setting("from_name", "", "The display name in the From: header.", "newsletter",
+            example="My Newsletter"),
+    Setting("reply_to", "", "Reply-To: address.", "newsletter", Address()),
+    Setting("tagline", "", "The line under the name in the masthead.", "newsletter",
+            example="The monthly newsletter of Example"),
+    Setting("copyright", "", "Footer line.", "newsletter", example="© Example"),
+    Setting("why_received", "", "Footer line: why the reader gets this email.", "newsletter",
+            example="You received this email because you subscribed to My Newsletter."),
+    Setting("list_id_domain", "", "List-Id: a label under a domain you own, one per list.",
+            "newsletter", default_doc="the name as a label under from_address's domain"),
+    Setting("unsubscribe_mailto", "", "An address added to List-Unsubscribe.", "newsletter",
+            Mailto(), example="unsubscribe@example.org"),
+    Setting("database_url", "", "Subscriber database: sqlite:///PATH or postgresql+psycopg://"
+            "user@host/db (may hold a password: never shown).", "storage", DatabaseUrl(),
+            secret=True, example="postgresql+psycopg://user@127.0.0.1:5432/newsletter",
+            default_doc="subscribers.db next to mailer.toml"),
+    Setting("layouts_dir", "layouts", "Folder of the email's layout (newsletter.mjml.j2).",
+            "storage", Folder()),
+    Setting("issues_dir", "issues", "Folder of the issue folders (`mailer new` adds one).",
+            "storage", Folder()),
+    Setting("secret_key_file", ".mailer-secret", "Token secret(s), one per line, current "
+            "first; MAILER_SECRET_KEY wins. Keep it out of git.", "storage", Folder()),
+    Setting("smtp_url", "smtp://127.0.0.1:1025", "smtp://user@host:587 (STARTTLS, required "
+            "unless the host is loopback), smtps://user@host:465 (TLS from the start) or "
+            "maildir:PATH (write messages to a local Maildir); may hold a password: never shown.",
+            "smtp", SmtpUrl(),
+            secret=True),
+    Setting("smtp_password_env", "MAILER_SMTP_PASSWORD", "Name of the environment variable "
+            "holding the SMTP password (never shown in output or errors).", "smtp"),
+    Setting("smtp_ca_file", "", "Trust this CA too (certificates are always verified).",
+            "smtp", OptionalFile(), example="/path/to/ca.pem"),
+    Setting("smtp_timeout", 30.0, "Seconds to wait for the server.", "smtp", SECONDS),
+    Setting("max_messages_per_connection", 1000, "Reconnect after this many messages.",
+            "smtp", whole(1, MAX_MESSAGES_PER_CONNECTION)),
+    Setting("connections", 4, "Parallel SMTP connections (`mailer send --connections`).",
+            "sending", whole(1, MAX_CONNECTIONS)),
+    Setting("rate", "", "At most this many messages per second, minute or hour, e.g. 50/s, "
+            "3000/m, 10000/h (`mailer send --rate`).", "sending", Rate(), example="100/s",
+            default_doc="unlimited"),
+    Setting("envelope_sender", "", "The bounce address (MAIL FROM).", "sending", Address(),
+            example="bounces@example.org", default_doc="from_address"),
+    Setting("dkim_key_file", "", "Unencrypted PEM RSA private key, e.g. from `dknewkey mail`.",
+            "dkim", OptionalFile(), example="mail.key"),
+    Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",
+            "dkim", example="mail"),
+    Setting("dkim_domain", "", "The signing domain (d=).", "dkim", example="example.org"),
+)
+# fmt: on
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+# --- documents made from the table ---------------------------------------------------------
+
+
+def toml_value(value: str | int | float) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_STARTER_HEAD = """\
+# mailer.toml: the newsletter's identity and where to send from (`mailer init` wrote it).
+# Every key can also be set by an environment variable MAILER_<KEY>, e.g. MAILER_BASE_URL,
+# which wins over this file. Relative paths are relative to this file's folder.
+# Secrets do not belong here: see secret_key_file and smtp_password_env.
+# Keys may stay at the top level, as here, or go under their table ([newsletter], [storage],
+# [smtp], [sending], [dkim]); a key set in two places is an error.
+# The four required keys are set; every other line shows its default or an example.
+"""
+
+
+def default_text(setting: Setting) -> str:
+    """The default as the starter and README state it."""
+    if setting.required:
+        return "required"
+    if setting.default_doc:
+        return setting.default_doc
+    return toml_value(setting.default) if setting.default != "" else "none"
+
+
+def starter_text() -> str:
+    """The commented starter ``mailer.toml``: required keys set, the others commented out."""
+    lines = [_STARTER_HEAD]
+    for group, title in GROUPS.items():
+        lines.append(f"# --- [{group}] {title} ---\n")
+        for setting in (s for s in SETTINGS if s.group == group):
+            comment = setting.help
+            value = setting.default
+            if setting.example is not None:
+                value = setting.example
+                if not setting.required:
+                    comment += f" Default: {default_text(setting)}."
+            lines += textwrap.wrap(comment, 92, initial_indent="# ", subsequent_indent="# ")
+            line = f"{setting.name} = {toml_value(value)}"
+            lines += [line if setting.required else f"# {line}", ""]
+    return "\n".join(lines)
+
+
+README_START = "<!-- settings table: generated by `python -m mailer.settings README.md` -->"
+README_END = "<!-- end of settings table -->"
+
+
+def readme_table() -> str:
+    """README's settings table, markers included."""
+    rows = [README_START, "", "| key | table | value | default | |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        if s.required:
+            default = "**required**"
+        elif s.default_doc or s.default == "":
+            default = default_text(s)
+        else:
+            default = f"`{default_text(s)}`"
+        cells = (f"`{s.name}`", f"`[{s.group}]`", s.kind.expected, default, s.help)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join([*rows, "", README_END])
+
+
+def with_readme_table(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by :func:`readme_table`."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError("README has no settings table markers")
+    return readme[:start] + readme_table() + readme[end + len(README_END) :]
+
+
+def main(argv: list[str]) -> int:
+    """``python -m mailer.settings README.md``: rewrite the table; no argument: print it."""
+    if not argv:
+        print(readme_table())
+        return 0
+    path = Path(argv[0])
+    try:
+        path.write_text(with_readme_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
