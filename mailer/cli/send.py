@@ -79,14 +79,14 @@ def send(
         if dry_run:
             _dry_run(service, issue, retry)
             return
-        transport = service.transport.describe()
+        via = service.transport.describe()  # first: a transport config error is the one line
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),
             force=force,
             retry=retry,
         )
-        summary = _send_to_everyone(store, service, issue, options, transport, yes)
+        summary = _send_to_everyone(store, service, issue, options, via, yes)
     if summary is not None:
         _print_summary(summary, issue_dir)
 
@@ -118,13 +118,13 @@ def _send_to_everyone(
     service: SendService,
     issue: ComposedIssue,
     options: SendOptions,
-    transport: str,
+    via: str,
     yes: bool,
 ) -> Summary | None:
     """The real send, under the issue's lock; None when there was nothing to send."""
     with send_lock(store, issue.meta.slug):  # a second run would send every row again
         plan = service.plan(issue, options)
-        _describe(plan, transport)
+        _describe(plan, via)
         if plan.to_send == 0:
             service.settle(plan)
             return None
