@@ -153,7 +153,8 @@ def message_size(root: Path) -> int:
     """Size of one real message (rendered as mailer sends it)."""
     code = (
         "import sys; from mailer.config import load_config; from mailer.compose import "
-        "compose_issue; from mailer.send.message import MessageFactory, Recipient; "
+        "compose_issue; from mailer.send.message import MessageFactory; "
+        "from mailer.send.ports import Recipient; "
         "c = load_config(); f = MessageFactory(compose_issue(sys.argv[1], c), c); "
         "print(len(f.build(Recipient('ab' * 16, 'reader1@example.org', 'Reader 1'))))"
     )

@@ -20,16 +20,15 @@ from rich.table import Table
 
 from mailer.cli.app import app, get_config
 from mailer.compose import ComposedIssue, compose_issue
-from mailer.config import Config
 from mailer.errors import SendError
-from mailer.send import run as send_run
-from mailer.send.message import Recipient
-from mailer.send.transport import Transport, transport_from_config
-from mailer.store import ledger
+from mailer.send.ports import DeliveryStatus
+from mailer.send.run import Progress as RunProgress
+from mailer.send.run import SendOptions, parse_rate
+from mailer.send.service import Plan, SendService, Summary
 from mailer.store.db import Store, open_store
-from mailer.store.models import DeliveryStatus
+from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
+from mailer.store.report import issue_report, write_report_csv
 from mailer.store.send_lock import send_lock
-from mailer.tokens import new_uid
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
 
@@ -67,40 +66,74 @@ def send(
         err.print(f"warning: {warning}", markup=False)
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
+        service = SendService(SqlIssues(store), SqlSubscriberLookup(store), config)
         if to:
             if dry_run or retry or force:  # --dry-run must never send, even a test copy
                 raise SendError(
                     "--to sends one test copy: it goes without --dry-run/--retry/--force"
                 )
-            _test_send(store, issue, config, to, as_)
+            _test_copy(service, issue, to, as_)
             return
         if as_:
             raise SendError("--as only goes with --to")
         if dry_run:
-            _dry_run(store, issue, config, retry)
+            _dry_run(service, issue, retry)
             return
-        transport = transport_from_config(config)
-        options = send_run.SendOptions(
+        via = service.transport.describe()  # first: a transport config error is the one line
+        options = SendOptions(
             connections=connections or config.connections,
-            rate=send_run.parse_rate(rate if rate is not None else config.rate),
+            rate=parse_rate(rate if rate is not None else config.rate),
             force=force,
             retry=retry,
         )
-        with send_lock(store, issue.meta.slug):  # a second run would send every row again
-            issues = ledger.SqlIssues(store)
-            plan = send_run.plan_send(issues, issue, options)
-            _describe(plan, transport.describe())
-            if plan.to_send == 0:
-                if plan.record is not None:
-                    issues.ledger(plan.record.id).finish()
-                return
-            question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
-            _confirm(yes, question)
-            summary = _with_progress(issues, issue, config, transport, options, plan.to_send)
+        summary = _send_to_everyone(store, service, issue, options, via, yes)
+    if summary is not None:
         _print_summary(summary, issue_dir)
 
 
-def _describe(plan: send_run.Plan, transport: str) -> None:
+def _test_copy(service: SendService, issue: ComposedIssue, to: str, as_: str | None) -> None:
+    sent = service.test_copy(issue, to, as_)
+    typer.echo(
+        f"Test copy of #{issue.meta.number} sent to {to} (personalised as "
+        f"{sent.persona.email if sent.persona else 'a made-up subscriber'}) via "
+        f"{service.transport.describe()}: {sent.reply}. Not recorded in the ledger."
+    )
+
+
+def _dry_run(service: SendService, issue: ComposedIssue, retry: bool) -> None:
+    result = service.dry_run(issue, retry=retry)
+    average = result.total_bytes // result.messages if result.messages else 0
+    typer.echo(
+        f"Dry run of #{issue.meta.number}: rendered {result.messages} messages "
+        f"({result.total_bytes / 1e6:.1f} MB, {average / 1e3:.0f} KB each) in "
+        f"{result.seconds:.1f} s; {result.skipped} no longer subscribed; "
+        f"{len(result.invalid)} invalid addresses. Nothing was sent or recorded."
+    )
+    for address in result.invalid:
+        typer.echo(f"invalid address: {address}")
+
+
+def _send_to_everyone(
+    store: Store,
+    service: SendService,
+    issue: ComposedIssue,
+    options: SendOptions,
+    via: str,
+    yes: bool,
+) -> Summary | None:
+    """The real send, under the issue's lock; None when there was nothing to send."""
+    with send_lock(store, issue.meta.slug):  # a second run would send every row again
+        plan = service.plan(issue, options)
+        _describe(plan, via)
+        if plan.to_send == 0:
+            service.settle(plan)
+            return None
+        question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
+        _confirm(yes, question)
+        return _with_progress(service, issue, options, plan.to_send)
+
+
+def _describe(plan: Plan, transport: str) -> None:
     meta = plan.issue.meta
     typer.echo(f"Issue #{meta.number} {meta.slug}: {meta.subject}")
     if plan.record is None:
@@ -126,13 +159,8 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _with_progress(
-    issues: ledger.SqlIssues,
-    issue: ComposedIssue,
-    config: Config,
-    transport: Transport,
-    options: send_run.SendOptions,
-    total: int,
-) -> send_run.Summary:
+    service: SendService, issue: ComposedIssue, options: SendOptions, total: int
+) -> Summary:
     console = Console(stderr=True)
     columns = (
         BarColumn(bar_width=16),
@@ -146,7 +174,7 @@ def _with_progress(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("send", total=total, sent=0, failed=0, deferred=0, rate=0.0)
 
-        def update(p: send_run.Progress) -> None:
+        def update(p: RunProgress) -> None:
             bar.update(
                 task,
                 completed=p.done + p.deferred,
@@ -156,10 +184,10 @@ def _with_progress(
                 rate=p.rate,
             )
 
-        return send_run.send_issue(issues, issue, config, transport, options, on_progress=update)
+        return service.send(issue, options, on_progress=update)
 
 
-def _print_summary(summary: send_run.Summary, issue_dir: Path) -> None:
+def _print_summary(summary: Summary, issue_dir: Path) -> None:
     p = summary.progress
     typer.echo(f"#{summary.number} {summary.slug}: {summary.subject}")
     table = Table()
@@ -189,46 +217,6 @@ def _print_summary(summary: send_run.Summary, issue_dir: Path) -> None:
         )
 
 
-def _test_send(
-    store: Store, issue: ComposedIssue, config: Config, to: str, as_: str | None
-) -> None:
-    def lookup(email: str) -> Recipient | None:
-        found = ledger.find_recipient(store, email)
-        return None if found is None else Recipient(found.uid, found.email, found.name)
-
-    chosen = send_run.persona_for_test_send(to, as_, lookup)
-    # A made-up reader: its unsubscribe link is valid-looking but unknown (the 404 page).
-    persona = chosen or Recipient(new_uid(), to, "")
-    transport = transport_from_config(config)
-    reply = send_run.send_test(issue, config, transport, to, persona)
-    typer.echo(
-        f"Test copy of #{issue.meta.number} sent to {to} (personalised as "
-        f"{chosen.email if chosen else 'a made-up subscriber'}) via "
-        f"{transport.describe()}: {reply}. Not recorded in the ledger."
-    )
-
-
-def _dry_run(store: Store, issue: ComposedIssue, config: Config, retry: bool) -> None:
-    record = ledger.find_issue(store, issue.meta.slug)
-    below = send_run.SendOptions(retry=retry).deferred_below()
-
-    def rows(after: int, limit: int) -> list[ledger.LedgerRow]:
-        if record is None:
-            return ledger.active_rows(store, after_id=after, limit=limit)
-        return ledger.next_rows(store, record.id, deferred_below=below, after_id=after, limit=limit)
-
-    result = send_run.dry_run(issue, config, rows)
-    average = result.total_bytes // result.messages if result.messages else 0
-    typer.echo(
-        f"Dry run of #{issue.meta.number}: rendered {result.messages} messages "
-        f"({result.total_bytes / 1e6:.1f} MB, {average / 1e3:.0f} KB each) in "
-        f"{result.seconds:.1f} s; {result.skipped} no longer subscribed; "
-        f"{len(result.invalid)} invalid addresses. Nothing was sent or recorded."
-    )
-    for address in result.invalid:
-        typer.echo(f"invalid address: {address}")
-
-
 @app.command()
 def report(
     ctx: typer.Context,
@@ -241,16 +229,15 @@ def report(
     config = get_config(ctx)
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
-        record = ledger.require_issue(store, issue_dir.name)
-        counts = ledger.counts(store, record.id)
-        rows = ledger.problem_rows(store, record.id)
+        found = issue_report(store, issue_dir.name)
+    record, counts, rows = found.record, found.counts, found.problems
     if csv_file is not None:  # first: an unwritable file is the one line printed
         try:
             out = csv_file.open("w", newline="", encoding="utf-8")
         except OSError as exc:
             raise SendError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
         with out:
-            ledger.write_report_csv(rows, out)
+            write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
     if rows:

@@ -35,6 +35,7 @@ from mailer.compose.model import ComposedIssue, PersonalTemplate
 from mailer.config import Config
 from mailer.errors import ConfigError, InvalidAddress
 from mailer.send.dkim_signing import DkimSigner
+from mailer.send.ports import Recipient
 from mailer.tokens import make_token
 
 # The headers a DKIM signature must cover (dkimpy's default omits List-Unsubscribe-Post).
@@ -56,15 +57,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ADDRESS = re.compile(r"^[^\s<>@\"\\,;:()\[\]\x00-\x1f\x7f]+@[A-Za-z0-9.\-\[\]:]+$")
 _SIMPLE_NAME = re.compile(r"^[ -~]{1,60}$")
 _SOFT_BREAK = b"=\r\n"
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """Who a copy is for: the subscriber's opaque uid (for the token), address and name."""
-
-    uid: str
-    email: str
-    name: str = ""
 
 
 def qp_encode(text: str) -> bytes:

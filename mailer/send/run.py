@@ -6,12 +6,19 @@ Threads and what they own
   :class:`~mailer.send.transport.Connection` and loops: take a slot from the rate limiter,
   take a row, build its bytes, send the envelope and body, wait until its *previous*
   outcome is committed (the transport's ``gate``), send the final dot, read the reply.
-* One **writer** thread owns every ledger write: it takes the outcomes queued by the senders,
-  writes all that are waiting in ONE short transaction (group commit) and then acknowledges
-  each of them. No transaction is ever open during network I/O.
-* The rows come from a shared :class:`_Dispatch`: small keyset-paginated batches of
-  ``pending`` rows (plus ``deferred`` with ``--retry``), read with the subscriber's current
-  status, and an in-memory heap of 4xx rows waiting for their backoff.
+* One **writer** thread (:class:`~mailer.send.writer.Writer`) owns every ledger write: it
+  takes the outcomes queued by the senders, writes all that are waiting in ONE short
+  transaction (group commit) and then acknowledges each of them. No transaction is ever
+  open during network I/O.
+* The rows come from a shared :class:`~mailer.send.dispatch.Dispatch`: small
+  keyset-paginated batches of ``pending`` rows (plus ``deferred`` with ``--retry``), read
+  with the subscriber's current status, and an in-memory heap of 4xx rows waiting for their
+  backoff.
+
+This module is the engine (:class:`Run`: the sender threads and their gate). The writer is
+in :mod:`mailer.send.writer`, the dispatch in :mod:`mailer.send.dispatch`, the pacing in
+:mod:`mailer.send.rate_limit`; what the run needs from the store is declared in
+:mod:`mailer.send.ports`, and :mod:`mailer.send.service` plans and starts runs.
 
 Crash safety (the argument)
 ---------------------------
@@ -43,57 +50,19 @@ active has their row marked ``skipped``.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import queue
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-from mailer.compose.model import ComposedIssue
-from mailer.config import Config
-from mailer.errors import InvalidAddress, MailerError, NotFound, SendError, TransportError
-from mailer.send.message import MessageFactory, Recipient, dkim_signer
+from mailer.errors import InvalidAddress, MailerError, SendError, TransportError
+from mailer.send.dispatch import Dispatch, batch_size
+from mailer.send.message import MessageFactory
+from mailer.send.ports import DeliveryResult, DeliveryStatus, Ledger, LedgerRow, Recipient
+from mailer.send.rate_limit import RateLimiter
 from mailer.send.transport import Connection, Reply, Transport
-from mailer.store.ledger import DeliveryResult, IssueFacts, IssueRecord, LedgerRow
-from mailer.store.models import DeliveryStatus
-
-# --- what the run needs from the outside ---------------------------------------------------
-
-
-class Ledger(Protocol):
-    """The ledger of one issue (see :class:`mailer.store.ledger.IssueLedger`)."""
-
-    def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]: ...
-
-    def count_to_send(self, deferred_below: int) -> int: ...
-
-    def still_active(self, subscriber_ids: Sequence[int]) -> set[int]: ...
-
-    def record(self, results: Sequence[DeliveryResult]) -> None: ...
-
-    def counts(self) -> dict[DeliveryStatus, int]: ...
-
-    def finish(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class IssueStore(Protocol):
-    """Recording an issue and opening its ledger."""
-
-    def find(self, slug: str) -> IssueRecord | None: ...
-
-    def start(self, facts: IssueFacts, *, force: bool) -> tuple[IssueRecord, int]: ...
-
-    def count_active(self) -> int: ...
-
-    def ledger(self, issue_id: int) -> Ledger: ...
-
+from mailer.send.writer import Ack, Writer
 
 # --- options -------------------------------------------------------------------------------
 
@@ -120,7 +89,7 @@ class SendOptions:
     attempts: int = 4  # tries per row for 4xx replies within one run
     backoff: float = 2.0  # seconds before the first retry, doubled each time
     max_backoff: float = 60.0
-    batch: int = 100  # ledger rows read at once (capped by the rate, see _batch_size)
+    batch: int = 100  # ledger rows read at once (capped by the rate, see batch_size)
     # Stop after this many consecutive 5xx replies to the message itself (spam filter, size
     # limit...): they are about the issue, not the recipients, and would fail the whole list.
     message_refusals: int = 20
@@ -155,89 +124,9 @@ class Progress:
         return Progress(**self.__dict__)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a send would do, before anything is written (shown for confirmation)."""
-
-    issue: ComposedIssue
-    record: IssueRecord | None  # None: first send of this issue
-    to_send: int  # rows this run would try
-    already_sent: int
-    deferred_left: int  # deferred rows a plain resume leaves for --retry
-
-
-@dataclass(frozen=True)
-class Summary:
-    slug: str
-    number: int
-    subject: str
-    snapshotted: int  # recipients recorded by this run (0 on a resume)
-    already_sent: int  # delivered by earlier runs
-    progress: Progress
-    counts: dict[DeliveryStatus, int]
-    finished: bool  # the issue is now marked sent (nothing pending or deferred)
-    transport: str
-
-
-def facts_of(issue: ComposedIssue) -> IssueFacts:
-    meta = issue.meta
-    return IssueFacts(
-        slug=meta.slug,
-        number=meta.number,
-        subject=meta.subject,
-        date=meta.date.isoformat(),
-        content_hash=issue.content_hash,
-        web_html=issue.web_html,
-    )
-
-
-def plan_send(issues: IssueStore, issue: ComposedIssue, options: SendOptions) -> Plan:
-    """Check the issue against the ledger (ContentChanged unless --force) and count."""
-    from mailer.store.ledger import check_content
-
-    record = issues.find(issue.meta.slug)
-    if record is None:
-        return Plan(issue, None, issues.count_active(), 0, 0)
-    check_content(record, facts_of(issue), force=options.force)
-    ledger = issues.ledger(record.id)
-    counts = ledger.counts()
-    to_send = ledger.count_to_send(options.deferred_below())
-    deferred_left = counts[DeliveryStatus.PENDING] + counts[DeliveryStatus.DEFERRED] - to_send
-    return Plan(issue, record, to_send, counts[DeliveryStatus.SENT], deferred_left)
-
-
-def send_issue(
-    issues: IssueStore,
-    issue: ComposedIssue,
-    config: Config,
-    transport: Transport,
-    options: SendOptions,
-    *,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> Summary:
-    """Record the issue (snapshotting its recipients the first time) and deliver it."""
-    record, snapshotted = issues.start(facts_of(issue), force=options.force)
-    ledger = issues.ledger(record.id)
-    before = ledger.counts()
-    factory = MessageFactory(issue, config, signer=dkim_signer(config))
-    run = _Run(ledger, factory, transport, options)
-    run.progress.total = ledger.count_to_send(options.deferred_below())
-    try:
-        progress = run.execute(on_progress)
-    finally:
-        ledger.close()
-    finished = ledger.finish()
-    return Summary(
-        slug=record.slug,
-        number=record.number,
-        subject=record.subject,
-        snapshotted=snapshotted,
-        already_sent=before[DeliveryStatus.SENT],
-        progress=progress,
-        counts=ledger.counts(),
-        finished=finished,
-        transport=transport.describe(),
-    )
+# Called from the main thread about ten times a second, and once at the end, with a snapshot.
+# Raising KeyboardInterrupt from it stops the run as Ctrl-C does.
+OnProgress = Callable[[Progress], None]
 
 
 # --- the engine ----------------------------------------------------------------------------
@@ -247,193 +136,38 @@ class _Stopped(Exception):
     """The run is stopping: abandon the current message (it stays pending)."""
 
 
-class _Ack:
-    """Set once by the writer after the commit; waited on by one sender (a bare C lock,
-    several times cheaper than threading.Event on this hot path)."""
+class Run:
+    """One run over ``ledger``: ``total`` rows to try (for the progress), see the module
+    docstring for the threads and the crash-safety argument."""
 
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        self._lock.release()
-
-    def wait(self) -> None:
-        self._lock.acquire()
-        self._lock.release()
-
-
-class _RateLimiter:
-    """Evenly spaced send slots at ``per_second`` (no burst credit, so never above it)."""
-
-    def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> None:
-        with self._lock:
-            now = time.monotonic()
-            slot = max(self._next, now)
-            self._next = slot + self._interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
-
-
-@dataclass(order=True)
-class _Retry:
-    due: float
-    seq: int
-    row: LedgerRow = field(compare=False)
-    tries: int = field(compare=False)
-
-
-class _Dispatch:
-    """Hands out rows to senders: fresh batches from the ledger, then due retries."""
-
-    def __init__(self, run: _Run) -> None:
-        self._run = run
-        self._cond = threading.Condition()
-        self._buffer: deque[tuple[LedgerRow, int]] = deque()
-        self._retries: list[_Retry] = []
-        self._seq = itertools.count()
-        self._after_id = 0
-        self._exhausted = False
-        self._in_flight = 0
-
-    def take(self) -> tuple[LedgerRow, int] | None:
-        """The next (row, tries so far this run), or None when the run is over."""
-        run = self._run
-        with self._cond:
-            while not run.stop.is_set():
-                now = time.monotonic()
-                if self._retries and self._retries[0].due <= now:
-                    retry = heapq.heappop(self._retries)
-                    if retry.row.subscriber_id not in run.ledger.still_active(
-                        [retry.row.subscriber_id]
-                    ):
-                        run.skip(retry.row)
-                        continue
-                    self._in_flight += 1
-                    return retry.row, retry.tries
-                if self._buffer:
-                    self._in_flight += 1
-                    return self._buffer.popleft()
-                if not self._exhausted:
-                    self._fill()
-                    continue
-                if self._retries:
-                    self._cond.wait(self._retries[0].due - now)
-                elif self._in_flight:
-                    self._cond.wait()  # an answer may still schedule a retry
-                else:
-                    self._cond.notify_all()
-                    return None
-            return None
-
-    def finished(self, row: LedgerRow, tries: int, retry_in: float | None) -> None:
-        with self._cond:
-            self._in_flight -= 1
-            if retry_in is not None:
-                heapq.heappush(
-                    self._retries, _Retry(time.monotonic() + retry_in, next(self._seq), row, tries)
-                )
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def _fill(self) -> None:
-        run = self._run
-        options = run.options
-        rows = run.ledger.next_rows(
-            deferred_below=options.deferred_below(), after_id=self._after_id, limit=run.batch_size
-        )
-        if not rows:
-            self._exhausted = True
-            return
-        self._after_id = rows[-1].delivery_id
-        for row in rows:
-            if row.active:
-                # A resumed deferred row keeps its tries; --retry gives it a fresh budget.
-                self._buffer.append((row, 0 if options.retry else row.attempts))
-            else:
-                run.skip(row)
-
-
-class _Writer(threading.Thread):
-    """Owns ledger writes: group commit, then acknowledge (see the module docstring)."""
-
-    def __init__(self, run: _Run) -> None:
-        super().__init__(name="ledger-writer", daemon=True)
-        self._run = run
-        self._queue: queue.SimpleQueue[tuple[DeliveryResult, _Ack | None] | None] = (
-            queue.SimpleQueue()
-        )
-        self.error: BaseException | None = None
-
-    def put(self, result: DeliveryResult, ack: _Ack | None = None) -> None:
-        self._queue.put((result, ack))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self.join()
-
-    def run(self) -> None:
-        closing = False
-        while not closing:
-            item = self._queue.get()
-            group: list[tuple[DeliveryResult, _Ack | None]] = []
-            while item is not None:
-                group.append(item)
-                if len(group) >= 1000:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            else:
-                closing = True
-            if not group:
-                continue
-            if self.error is None:
-                try:
-                    self._run.ledger.record([result for result, _ in group])
-                    self._run.count([result for result, _ in group])
-                except BaseException as exc:
-                    self.error = exc
-                    self._run.fail(exc)
-            # After a failure, keep releasing senders (they see writer.error at their gate
-            # and send nothing more) until the run closes the queue.
-            for _, ack in group:
-                if ack is not None:
-                    ack.set()
-
-
-class _Run:
     def __init__(
-        self, ledger: Ledger, factory: MessageFactory, transport: Transport, options: SendOptions
+        self,
+        ledger: Ledger,
+        factory: MessageFactory,
+        transport: Transport,
+        options: SendOptions,
+        *,
+        total: int,
     ) -> None:
-        self.ledger = ledger
         self.factory = factory
         self.transport = transport
         self.options = options
-        self.progress = Progress()
+        self.progress = Progress(total=total)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._deferred_ids: set[int] = set()
         self._refusals = 0  # consecutive 5xx replies to the message itself
-        self._limiter = _RateLimiter(options.rate) if options.rate else None
-        # With a rate, read batches that last ~0.2 s, so the "still subscribed" check is fresh.
-        cap = max(1, int((options.rate or 1e9) * 0.2))
-        self.batch_size = max(1, min(options.batch, cap))
-        self.writer = _Writer(self)
-        self.dispatch = _Dispatch(self)
+        self._limiter = RateLimiter(options.rate) if options.rate else None
+        self.writer = Writer(ledger.record, self.count, self.fail)
+        self.dispatch = Dispatch(
+            ledger,
+            self.stop,
+            self.skip,
+            deferred_below=options.deferred_below(),
+            batch_size=batch_size(options.batch, options.rate),
+            keep_tries=not options.retry,
+        )
 
     # -- called from any thread --
 
@@ -475,7 +209,7 @@ class _Run:
 
     # -- main thread --
 
-    def execute(self, on_progress: Callable[[Progress], None] | None) -> Progress:
+    def execute(self, on_progress: OnProgress | None) -> Progress:
         started = time.monotonic()
         self.writer.start()
         senders = [
@@ -518,7 +252,7 @@ class _Run:
 
     def _sender(self) -> None:
         connection: Connection | None = None
-        ack: _Ack | None = None  # the previous message's commit
+        ack: Ack | None = None  # the previous message's commit
         try:
             connection = self.transport.connect()
             while not self.stop.is_set():
@@ -542,8 +276,10 @@ class _Run:
                 connection.close()
 
     def _deliver(
-        self, connection: Connection, row: LedgerRow, tries: int, previous: _Ack | None
-    ) -> _Ack | None:
+        self, connection: Connection, row: LedgerRow, tries: int, previous: Ack | None
+    ) -> Ack | None:
+        """Send one row; return the ack of its outcome's commit (``previous`` if nothing
+        went to the server)."""
         recipient = Recipient(uid=row.uid, email=row.email, name=row.name)
         message_id = self.factory.message_id(recipient)
         try:
@@ -571,7 +307,11 @@ class _Run:
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise
-        tries += 1
+        return self._answered(row, tries + 1, reply, message_id)
+
+    def _answered(self, row: LedgerRow, tries: int, reply: Reply, message_id: str) -> Ack:
+        """Queue the outcome of the server's ``reply`` (and a retry for a 4xx with tries
+        left); return the ack the next message's gate waits for."""
         retry_in = None
         outcome = reply.outcome
         if outcome == "sent":
@@ -583,7 +323,7 @@ class _Run:
         else:
             status = DeliveryStatus.FAILED
         self._watch_refusals(reply)
-        ack = _Ack()
+        ack = Ack()
         self.writer.put(
             DeliveryResult(
                 row.delivery_id,
@@ -616,72 +356,3 @@ class _Run:
                     "Fix the cause, then run the send again."
                 )
             )
-
-
-# --- test sends and dry runs ---------------------------------------------------------------
-
-
-def persona_for_test_send(
-    to: str, as_: str | None, lookup: Callable[[str], Recipient | None]
-) -> Recipient | None:
-    """Whom a test copy to ``to`` is personalised as: ``as_``, else ``to`` itself when it is
-    a subscriber, else nobody (None: a made-up reader). Never silently another subscriber:
-    their name and working unsubscribe link would go to someone else."""
-    if as_:
-        found = lookup(as_)
-        if found is None:
-            raise NotFound(f"no subscriber {as_}")
-        return found
-    return lookup(to)
-
-
-def send_test(
-    issue: ComposedIssue,
-    config: Config,
-    transport: Transport,
-    to: str,
-    persona: Recipient,
-) -> Reply:
-    """One "[TEST]" copy to ``to``, personalised as ``persona``; no ledger is touched."""
-    factory = MessageFactory(issue, config, test=True, signer=dkim_signer(config))
-    message = factory.build(persona, to=to)
-    connection = transport.connect()
-    try:
-        reply = connection.send(factory.envelope_from, to, message)
-    finally:
-        connection.close()
-    if reply.outcome != "sent":
-        raise SendError(f"the server did not accept the test copy for {to}: {reply}")
-    return reply
-
-
-@dataclass(frozen=True)
-class DryRun:
-    messages: int
-    total_bytes: int
-    skipped: int
-    invalid: tuple[str, ...]
-    seconds: float
-
-
-def dry_run(
-    issue: ComposedIssue, config: Config, rows: Callable[[int, int], list[LedgerRow]]
-) -> DryRun:
-    """Render every message the run would send (``rows(after_id, limit)``), connect nowhere."""
-    factory = MessageFactory(issue, config, signer=dkim_signer(config))
-    started = time.monotonic()
-    after, messages, size, skipped = 0, 0, 0, 0
-    invalid: list[str] = []
-    while batch := rows(after, 500):
-        after = batch[-1].delivery_id
-        for row in batch:
-            if not row.active:
-                skipped += 1
-                continue
-            try:
-                size += len(factory.build(Recipient(row.uid, row.email, row.name)))
-            except InvalidAddress:
-                invalid.append(row.email)
-                continue
-            messages += 1
-    return DryRun(messages, size, skipped, tuple(invalid), time.monotonic() - started)

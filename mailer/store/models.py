@@ -27,6 +27,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The send declares its ledger's states (mailer.send.ports); the schema stores those.
+from mailer.send.ports import DeliveryStatus as DeliveryStatus
+from mailer.send.ports import IssueState as IssueState
+
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -73,19 +77,6 @@ class SubscriberStatus(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
-
-
-class IssueState(enum.StrEnum):
-    SENDING = "sending"  # recipients snapshotted, ledger has undelivered rows
-    SENT = "sent"  # every ledger row is final (sent, failed or skipped)
-
-
-class DeliveryStatus(enum.StrEnum):
-    PENDING = "pending"  # not yet attempted (or attempt not recorded: resend)
-    SENT = "sent"  # the server answered 2xx to the end of DATA
-    DEFERRED = "deferred"  # 4xx after the retries within a run; `send --retry` tries again
-    FAILED = "failed"  # 5xx: permanent, never retried
-    SKIPPED = "skipped"  # the subscriber left the list before their turn
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:

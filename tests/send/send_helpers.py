@@ -9,7 +9,10 @@ from send_smtp_server import SmtpServer
 
 from mailer.compose.model import ComposedIssue, IssueMeta, PersonalTemplate, slot
 from mailer.config import Config
+from mailer.send.ports import IssueStore
+from mailer.send.service import SendService
 from mailer.store.db import Store
+from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.tokens import new_uid
 
@@ -72,3 +75,9 @@ def add_subscribers(
 
 def with_server(config: Config, server: SmtpServer, **changes: object) -> Config:
     return dataclasses.replace(config, smtp_url=server.url(), **changes)  # type: ignore[arg-type]
+
+
+def service(store: Store, config: Config, issues: IssueStore | None = None) -> SendService:
+    """The send facade wired to ``store`` as the CLI wires it (``issues`` to replace its
+    issue store)."""
+    return SendService(issues or SqlIssues(store), SqlSubscriberLookup(store), config)

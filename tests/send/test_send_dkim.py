@@ -12,18 +12,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from dkim.canonicalization import Simple
-from send_helpers import add_subscribers, make_issue, with_server
+from send_helpers import add_subscribers, make_issue, service, with_server
 from send_smtp_server import SmtpServer
 
 from mailer.compose import compose_issue
 from mailer.config import Config
 from mailer.errors import ConfigError
 from mailer.send.dkim_signing import DkimSigner
-from mailer.send.message import DKIM_HEADERS, MessageFactory, Recipient, dkim_signer
-from mailer.send.run import SendOptions, send_issue, send_test
-from mailer.send.transport import transport_from_config
+from mailer.send.message import DKIM_HEADERS, MessageFactory, dkim_signer
+from mailer.send.ports import Recipient
+from mailer.send.run import SendOptions
 from mailer.store.db import Store
-from mailer.store.ledger import SqlIssues
 from mailer.store.models import Subscriber
 from mailer.tokens import new_uid
 from tests.conftest import REPO, SAMPLE_ISSUE
@@ -159,13 +158,7 @@ def test_signed_copies_verify_after_a_real_smtp_server(
             )
         )
     config = with_server(signing, smtp)
-    summary = send_issue(
-        SqlIssues(store),
-        make_issue(),
-        config,
-        transport_from_config(config),
-        SendOptions(connections=2),
-    )
+    summary = service(store, config).send(make_issue(), SendOptions(connections=2))
     assert summary.progress.sent == 6
     assert sorted(smtp.recipients) == sorted([*emails, "zoe@example.org"])
     for _, data in smtp.accepted:
@@ -174,8 +167,8 @@ def test_signed_copies_verify_after_a_real_smtp_server(
     zoe = next(data for rcpt, data in smtp.accepted if rcpt == "zoe@example.org")
     assert b"To: =?utf-8?" in zoe
     # A test send is signed too (its "[TEST]" subject included).
-    persona = Recipient(new_uid(), "reader0@example.org", "Zoë")
-    send_test(make_issue(), config, transport_from_config(config), "editor@example.org", persona)
+    sent = service(store, config).test_copy(make_issue(), "editor@example.org", "zoe@example.org")
+    assert sent.persona is not None and sent.persona.name == "Zoë Ünal-Каримова"
     assert dkim.verify(smtp.accepted[-1][1], dnsfunc=key.dns)
 
 

@@ -19,7 +19,8 @@ from mailer.compose.model import ComposedIssue, PersonalTemplate, slot
 from mailer.config import Config
 from mailer.errors import InvalidAddress
 from mailer.send.dkim_signing import DkimSigner
-from mailer.send.message import DKIM_HEADERS, MessageFactory, Recipient, qp_encode
+from mailer.send.message import DKIM_HEADERS, MessageFactory, qp_encode
+from mailer.send.ports import Recipient
 from mailer.tokens import new_uid, read_token
 
 

@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from send_helpers import add_subscribers, make_issue, with_server
+from send_helpers import add_subscribers, make_issue, service, with_server
 from send_smtp_server import Certs, Faults, SmtpServer
 from sqlalchemy import select
 
 from mailer.config import Config
 from mailer.errors import ContentChanged, SendError, TransportError
-from mailer.send.message import Recipient
-from mailer.send.run import (
-    Progress,
-    SendOptions,
-    Summary,
-    dry_run,
-    plan_send,
-    send_issue,
-    send_test,
-)
+from mailer.send.ports import DeliveryResult
+from mailer.send.run import Progress, SendOptions
+from mailer.send.service import Summary
 from mailer.send.transport import (
     SmtpConnection,
     SmtpTarget,
@@ -37,7 +30,7 @@ from mailer.send.transport import (
     transport_from_config,
 )
 from mailer.store.db import Store
-from mailer.store.ledger import DeliveryResult, IssueLedger, SqlIssues, active_rows
+from mailer.store.ledger import SqlIssues, SqlLedger
 from mailer.store.models import (
     Delivery,
     DeliveryStatus,
@@ -61,13 +54,8 @@ def run(
 ) -> Summary:
     options.setdefault("connections", 2)
     options.setdefault("backoff", 0.02)
-    return send_issue(
-        SqlIssues(store),
-        issue or make_issue(),
-        config,
-        transport_from_config(config),
-        SendOptions(**options),
-        on_progress=on_progress,
+    return service(store, config).send(
+        issue or make_issue(), SendOptions(**options), on_progress=on_progress
     )
 
 
@@ -124,7 +112,7 @@ def test_an_interrupted_send_resumes_with_the_rest(
         run(store, cfg, on_progress=interrupt_after(5), rate=100.0)
     first = len(smtp.recipients)
     assert 5 <= first < 60
-    plan = plan_send(SqlIssues(store), make_issue(), SendOptions())
+    plan = service(store, cfg).plan(make_issue(), SendOptions())
     assert plan.already_sent == first and plan.to_send == 60 - first
     summary = run(store, cfg)
     assert summary.already_sent == first and summary.progress.sent == 60 - first
@@ -185,7 +173,7 @@ def test_451_is_retried_with_backoff_then_left_deferred(
     assert len(server.recipients) == 6
 
 
-class _FailingLedger(IssueLedger):
+class _FailingLedger(SqlLedger):
     """The real ledger, whose writes start failing (e.g. the disk filled up) after a while."""
 
     def __init__(self, store: Store, issue_id: int, fail_after: int) -> None:
@@ -201,7 +189,7 @@ class _FailingLedger(IssueLedger):
 
 
 class _FailingIssues(SqlIssues):
-    def ledger(self, issue_id: int) -> IssueLedger:
+    def ledger(self, issue_id: int) -> SqlLedger:
         return _FailingLedger(self.store, issue_id, fail_after=5)
 
 
@@ -211,13 +199,7 @@ def test_a_failing_ledger_write_stops_the_run_within_the_duplicate_bound(
     emails = add_subscribers(store, 60)
     cfg = with_server(config, smtp)
     with pytest.raises(SendError, match="No space left on device"):
-        send_issue(
-            _FailingIssues(store),
-            make_issue(),
-            cfg,
-            transport_from_config(cfg),
-            SendOptions(connections=3),
-        )
+        service(store, cfg, _FailingIssues(store)).send(make_issue(), SendOptions(connections=3))
     recorded = sum(d.status is DeliveryStatus.SENT for d in ledger(store).values())
     assert len(smtp.recipients) - recorded <= 3  # at most one unrecorded per connection
     run(store, cfg, connections=3)
@@ -242,7 +224,7 @@ def test_a_send_stopped_during_a_backoff_resumes_the_deferred_row(
         run(store, cfg, None, stop_when_deferred, backoff=30.0, attempts=4)
     row = ledger(store)["reader1@example.org"]
     assert (row.status, row.attempts) == (DeliveryStatus.DEFERRED, 1)
-    plan = plan_send(SqlIssues(store), make_issue(), SendOptions(attempts=4))
+    plan = service(store, cfg).plan(make_issue(), SendOptions(attempts=4))
     assert (plan.to_send, plan.deferred_left) == (1, 0)
     del faults.defer["reader1@example.org"]
     summary = run(store, cfg, attempts=4)  # a plain re-run, no --retry needed
@@ -318,7 +300,7 @@ def test_changed_content_is_refused_unless_forced(
     first = len(smtp.recipients)
     changed = make_issue(extra="<p>A late correction.</p>")
     with pytest.raises(ContentChanged, match="--force"):
-        plan_send(SqlIssues(store), changed, SendOptions())
+        service(store, cfg).plan(changed, SendOptions())
     with pytest.raises(ContentChanged, match="changed since its send started"):
         run(store, cfg, changed)
     assert len(smtp.recipients) == first
@@ -484,11 +466,12 @@ def test_a_test_send_goes_to_any_address_and_is_not_recorded(
 ) -> None:
     add_subscribers(store, 3)
     cfg = with_server(config, smtp)
-    persona = Recipient("ab" * 16, "reader0@example.org", "Reader 0")
-    reply = send_test(make_issue(), cfg, transport_from_config(cfg), "editor@example.org", persona)
-    assert reply.code == 250
+    sent = service(store, cfg).test_copy(make_issue(), "editor@example.org", "reader0@example.org")
+    assert sent.reply.code == 250
+    assert sent.persona is not None and sent.persona.email == "reader0@example.org"
     assert smtp.recipients == ["editor@example.org"]
     assert b"Subject: [TEST] Democracy" in smtp.accepted[0][1]
+    assert b"Reader 0" in smtp.accepted[0][1]
     with store.session() as session:
         assert session.scalars(select(Issue)).all() == []
         assert session.scalars(select(Delivery)).all() == []
@@ -505,14 +488,39 @@ def test_a_dry_run_renders_everything_and_connects_nowhere(
         ).one().email = "bad0 @example.org"
     cfg = with_server(config, smtp)
 
-    result = dry_run(
-        make_issue(), cfg, lambda after, limit: active_rows(store, after_id=after, limit=limit)
-    )
+    result = service(store, cfg).dry_run(make_issue(), retry=False)
     assert result.messages == 26 and result.invalid == ("bad0 @example.org",)
     assert result.total_bytes > 26 * 2000
     assert smtp.handler.sessions == 0 and smtp.recipients == []
     with store.session() as session:
         assert session.scalars(select(Issue)).all() == []
+
+
+def test_a_dry_run_of_a_started_send_renders_what_the_ledger_has_left(
+    store: Store, config: Config, smtp_factory: Factory
+) -> None:
+    add_subscribers(store, 6)
+    server = smtp_factory(faults=Faults(defer={"reader1@example.org": -1}))
+    cfg = with_server(config, server)
+    assert run(store, cfg).progress.deferred == 1  # after all 4 tries
+    add_subscribers(store, 3, prefix="late")  # joined after the snapshot: not on this issue
+    sessions = server.handler.sessions
+
+    plain = service(store, cfg).dry_run(make_issue(), retry=False)
+    assert (plain.messages, plain.skipped) == (0, 0)  # a plain resume sends nothing
+    retried = service(store, cfg).dry_run(make_issue(), retry=True)
+    assert (retried.messages, retried.skipped, retried.invalid) == (1, 0, ())
+    with store.session() as session, session.begin():
+        reader = session.scalars(
+            select(Subscriber).where(Subscriber.email == "reader1@example.org")
+        ).one()
+        change_status(session, reader, SubscriberStatus.UNSUBSCRIBED, source="one-click")
+    gone = service(store, cfg).dry_run(make_issue(), retry=True)
+    assert (gone.messages, gone.skipped) == (0, 1)
+    assert server.handler.sessions == sessions  # connected nowhere
+    rows = ledger(store)
+    assert rows["reader1@example.org"].status is DeliveryStatus.DEFERRED  # nothing recorded
+    assert rows["reader1@example.org"].attempts == 4
 
 
 def test_the_maildir_transport_and_the_envelope_sender(

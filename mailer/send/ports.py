@@ -1,0 +1,169 @@
+"""What the send needs from outside it: the values it trades and the small interfaces it calls.
+
+The send declares these; the store implements them (:mod:`mailer.store.ledger`) and the CLI
+hands the store's adapters to :class:`mailer.send.service.SendService`. So the send never
+imports the store, and this module imports only the standard library and
+:mod:`mailer.errors`: the store may import it without pulling in the rest of the send, and
+importing it costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailer.errors import ContentChanged
+
+# --- values --------------------------------------------------------------------------------
+
+
+class IssueState(enum.StrEnum):
+    SENDING = "sending"  # recipients snapshotted, ledger has undelivered rows
+    SENT = "sent"  # every ledger row is final (sent, failed or skipped)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # not yet attempted (or attempt not recorded: resend)
+    SENT = "sent"  # the server answered 2xx to the end of DATA
+    DEFERRED = "deferred"  # 4xx after the retries within a run; `send --retry` tries again
+    FAILED = "failed"  # 5xx: permanent, never retried
+    SKIPPED = "skipped"  # the subscriber left the list before their turn
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a copy is for: the subscriber's opaque uid (for the token), address and name."""
+
+    uid: str
+    email: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    """An issue as recorded when its send started."""
+
+    id: int
+    slug: str
+    number: int
+    subject: str
+    content_hash: str
+    state: IssueState
+
+
+@dataclass(frozen=True)
+class IssueFacts:
+    """What identifies an issue's content (from the compose step)."""
+
+    slug: str
+    number: int
+    subject: str
+    date: str
+    content_hash: str
+    web_html: str
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A delivery to attempt, with what the message needs and the subscriber's status now."""
+
+    delivery_id: int
+    subscriber_id: int
+    uid: str
+    email: str
+    name: str
+    active: bool
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: int
+    subscriber_id: int
+    status: DeliveryStatus
+    reply: str = ""
+    message_id: str = ""
+    bounced: bool = False  # the reply says the mailbox does not exist: mark the subscriber
+    attempted: bool = True  # counts as an SMTP attempt (not for skipped rows)
+
+
+def check_content(record: IssueRecord, facts: IssueFacts, *, force: bool) -> None:
+    """Raise ContentChanged if the issue differs from the one whose send started."""
+    if record.content_hash != facts.content_hash and not force:
+        raise ContentChanged(
+            f"issue {facts.slug} changed since its send started (content hash "
+            f"{record.content_hash[:12]} -> {facts.content_hash[:12]}): some subscribers "
+            "already have the earlier version. Re-run with --force to send the new version "
+            "to the remaining recipients only."
+        )
+
+
+# --- interfaces ----------------------------------------------------------------------------
+
+
+class Ledger(Protocol):
+    """The ledger of one issue: one row per recipient, each read or write one short
+    transaction (never one open across network I/O)."""
+
+    def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]:
+        """The next ``limit`` rows to send after ``after_id`` (keyset pagination): pending
+        ones, and deferred ones tried fewer than ``deferred_below`` times, each with its
+        subscriber's status now."""
+        ...
+
+    def count_to_send(self, deferred_below: int) -> int:
+        """How many rows :meth:`next_rows` would hand out in all."""
+        ...
+
+    def still_active(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """Which of ``subscriber_ids`` are active right now."""
+        ...
+
+    def record(self, results: Sequence[DeliveryResult]) -> None:
+        """Write ``results`` (bouncing subscribers as they say) and commit before returning.
+        Called by one thread at a time; the send's hot path."""
+        ...
+
+    def counts(self) -> dict[DeliveryStatus, int]:
+        """Rows per status (every status present, 0 when none)."""
+        ...
+
+    def finish(self) -> bool:
+        """Mark the issue sent when no row is pending or deferred; return whether it is."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`record` holds open (the ledger stays usable for reading)."""
+        ...
+
+
+class IssueStore(Protocol):
+    """Recording issues and opening their ledgers."""
+
+    def find(self, slug: str) -> IssueRecord | None: ...
+
+    def start(self, facts: IssueFacts, *, force: bool) -> tuple[IssueRecord, int]:
+        """Record the issue and snapshot its recipients atomically the first time; later
+        check its content (see :func:`check_content`). Return (record, rows snapshotted)."""
+        ...
+
+    def count_active(self) -> int:
+        """How many recipients a first :meth:`start` would snapshot."""
+        ...
+
+    def active_rows(self, *, after_id: int, limit: int) -> list[LedgerRow]:
+        """The recipients a first :meth:`start` would snapshot, as would-be ledger rows
+        (``delivery_id`` is the subscriber id), for a dry run that records nothing."""
+        ...
+
+    def ledger(self, issue_id: int) -> Ledger: ...
+
+
+class SubscriberLookup(Protocol):
+    """Finding a subscriber to personalise a test copy as."""
+
+    def find(self, email: str) -> Recipient | None:
+        """The subscriber with ``email`` (any status, case-insensitive), or None."""
+        ...

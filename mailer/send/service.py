@@ -1,0 +1,231 @@
+"""Sending an issue as `mailer send` does: plan, send, dry run, test copy.
+
+:class:`SendService` is the one entry point. It is handed the store's adapters for the
+send's ports (:mod:`mailer.send.ports`) by the CLI, decides what to read and what to send,
+and drives the run (:mod:`mailer.send.run`); the CLI only parses options, confirms and
+prints. Progress reaches the caller through a plain callback (:data:`~mailer.send.run.
+OnProgress`), so no terminal library is imported here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailer.compose.model import ComposedIssue
+from mailer.config import Config
+from mailer.errors import InvalidAddress, NotFound, SendError
+from mailer.send.message import MessageFactory, dkim_signer
+from mailer.send.ports import (
+    DeliveryStatus,
+    IssueFacts,
+    IssueRecord,
+    IssueStore,
+    LedgerRow,
+    Recipient,
+    SubscriberLookup,
+    check_content,
+)
+from mailer.send.run import OnProgress, Progress, Run, SendOptions
+from mailer.send.transport import Reply, Transport, transport_from_config
+from mailer.tokens import new_uid
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a send would do, before anything is written (shown for confirmation)."""
+
+    issue: ComposedIssue
+    record: IssueRecord | None  # None: first send of this issue
+    to_send: int  # rows this run would try
+    already_sent: int
+    deferred_left: int  # deferred rows a plain resume leaves for --retry
+
+
+@dataclass(frozen=True)
+class Summary:
+    slug: str
+    number: int
+    subject: str
+    snapshotted: int  # recipients recorded by this run (0 on a resume)
+    already_sent: int  # delivered by earlier runs
+    progress: Progress
+    counts: dict[DeliveryStatus, int]
+    finished: bool  # the issue is now marked sent (nothing pending or deferred)
+    transport: str
+
+
+@dataclass(frozen=True)
+class DryRun:
+    messages: int
+    total_bytes: int
+    skipped: int
+    invalid: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SentTestCopy:
+    reply: Reply
+    persona: Recipient | None  # the subscriber it was personalised as; None: a made-up one
+
+
+def facts_of(issue: ComposedIssue) -> IssueFacts:
+    meta = issue.meta
+    return IssueFacts(
+        slug=meta.slug,
+        number=meta.number,
+        subject=meta.subject,
+        date=meta.date.isoformat(),
+        content_hash=issue.content_hash,
+        web_html=issue.web_html,
+    )
+
+
+class SendService:
+    """`mailer send` over the store's ``issues`` and ``subscribers`` adapters.
+
+    ``transport`` defaults to the one ``config`` describes, made the first time it is needed
+    (a dry run never makes one).
+    """
+
+    def __init__(
+        self,
+        issues: IssueStore,
+        subscribers: SubscriberLookup,
+        config: Config,
+        transport: Transport | None = None,
+    ) -> None:
+        self._issues = issues
+        self._subscribers = subscribers
+        self._config = config
+        self._transport = transport
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = transport_from_config(self._config)
+        return self._transport
+
+    def plan(self, issue: ComposedIssue, options: SendOptions) -> Plan:
+        """Check the issue against the ledger (ContentChanged unless --force) and count."""
+        record = self._issues.find(issue.meta.slug)
+        if record is None:
+            return Plan(issue, None, self._issues.count_active(), 0, 0)
+        check_content(record, facts_of(issue), force=options.force)
+        ledger = self._issues.ledger(record.id)
+        counts = ledger.counts()
+        to_send = ledger.count_to_send(options.deferred_below())
+        deferred_left = counts[DeliveryStatus.PENDING] + counts[DeliveryStatus.DEFERRED] - to_send
+        return Plan(issue, record, to_send, counts[DeliveryStatus.SENT], deferred_left)
+
+    def settle(self, plan: Plan) -> None:
+        """Nothing to send: bring a recorded issue's state up to date (sent when no row is
+        pending or deferred)."""
+        if plan.record is not None:
+            self._issues.ledger(plan.record.id).finish()
+
+    def send(
+        self,
+        issue: ComposedIssue,
+        options: SendOptions,
+        *,
+        on_progress: OnProgress | None = None,
+    ) -> Summary:
+        """Record the issue (snapshotting its recipients the first time) and deliver it."""
+        record, snapshotted = self._issues.start(facts_of(issue), force=options.force)
+        ledger = self._issues.ledger(record.id)
+        before = ledger.counts()
+        factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
+        total = ledger.count_to_send(options.deferred_below())
+        run = Run(ledger, factory, self.transport, options, total=total)
+        try:
+            progress = run.execute(on_progress)
+        finally:
+            ledger.close()
+        finished = ledger.finish()
+        return Summary(
+            slug=record.slug,
+            number=record.number,
+            subject=record.subject,
+            snapshotted=snapshotted,
+            already_sent=before[DeliveryStatus.SENT],
+            progress=progress,
+            counts=ledger.counts(),
+            finished=finished,
+            transport=self.transport.describe(),
+        )
+
+    def dry_run(self, issue: ComposedIssue, *, retry: bool) -> DryRun:
+        """Render every message a send would send now, and connect nowhere: the ledger's rows
+        to send when the issue has one, else the subscribers a first send would snapshot."""
+        record = self._issues.find(issue.meta.slug)
+        factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
+        if record is None:
+            return _render_all(
+                factory, lambda after, limit: self._issues.active_rows(after_id=after, limit=limit)
+            )
+        ledger = self._issues.ledger(record.id)
+        below = SendOptions(retry=retry).deferred_below()
+        try:
+            return _render_all(
+                factory,
+                lambda after, limit: ledger.next_rows(
+                    deferred_below=below, after_id=after, limit=limit
+                ),
+            )
+        finally:
+            ledger.close()
+
+    def test_copy(self, issue: ComposedIssue, to: str, as_: str | None) -> SentTestCopy:
+        """One "[TEST]" copy to ``to``, personalised as :func:`persona_for_test_send` says;
+        no ledger is touched."""
+        chosen = persona_for_test_send(to, as_, self._subscribers)
+        # A made-up reader: its unsubscribe link is valid-looking but unknown (the 404 page).
+        persona = chosen or Recipient(new_uid(), to, "")
+        transport = self.transport
+        factory = MessageFactory(issue, self._config, test=True, signer=dkim_signer(self._config))
+        message = factory.build(persona, to=to)
+        connection = transport.connect()
+        try:
+            reply = connection.send(factory.envelope_from, to, message)
+        finally:
+            connection.close()
+        if reply.outcome != "sent":
+            raise SendError(f"the server did not accept the test copy for {to}: {reply}")
+        return SentTestCopy(reply, chosen)
+
+
+def persona_for_test_send(
+    to: str, as_: str | None, subscribers: SubscriberLookup
+) -> Recipient | None:
+    """Whom a test copy to ``to`` is personalised as: ``as_``, else ``to`` itself when it is
+    a subscriber, else nobody (None: a made-up reader). Never silently another subscriber:
+    their name and working unsubscribe link would go to someone else."""
+    if as_:
+        found = subscribers.find(as_)
+        if found is None:
+            raise NotFound(f"no subscriber {as_}")
+        return found
+    return subscribers.find(to)
+
+
+def _render_all(factory: MessageFactory, rows: Callable[[int, int], list[LedgerRow]]) -> DryRun:
+    """Build every message of ``rows(after_id, limit)`` (keyset pages) and count."""
+    started = time.monotonic()
+    after, messages, size, skipped = 0, 0, 0, 0
+    invalid: list[str] = []
+    while batch := rows(after, 500):
+        after = batch[-1].delivery_id
+        for row in batch:
+            if not row.active:
+                skipped += 1
+                continue
+            try:
+                size += len(factory.build(Recipient(row.uid, row.email, row.name)))
+            except InvalidAddress:
+                invalid.append(row.email)
+                continue
+            messages += 1
+    return DryRun(messages, size, skipped, tuple(invalid), time.monotonic() - started)

@@ -1,0 +1,101 @@
+"""`mailer report`: an issue's delivery counts and its problem rows, and their CSV form."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO
+
+from sqlalchemy import select
+
+from mailer.errors import NotFound
+from mailer.send.ports import DeliveryStatus, IssueRecord
+from mailer.store.db import Store
+from mailer.store.ledger import SqlIssues
+from mailer.store.models import Delivery, Subscriber, SubscriberStatus
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    email: str
+    name: str
+    delivery_status: str
+    subscriber_status: str
+    attempts: int
+    last_reply: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Report:
+    record: IssueRecord
+    counts: dict[DeliveryStatus, int]  # every status present, 0 when none
+    problems: list[ReportRow]
+
+
+def issue_report(store: Store, slug: str) -> Report:
+    """The report of issue ``slug``; NotFound if its send never started."""
+    issues = SqlIssues(store)
+    record = issues.find(slug)
+    if record is None:
+        raise NotFound(f"issue {slug} has not been sent yet (no ledger)")
+    # The ledger's own counts, so the report and a send's summary can never disagree.
+    counts = issues.ledger(record.id).counts()
+    return Report(record, counts, problem_rows(store, record.id))
+
+
+def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
+    """Failed and deferred deliveries, and recipients whose subscription bounced."""
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                Subscriber.email,
+                Subscriber.name,
+                Delivery.status,
+                Subscriber.status,
+                Delivery.attempts,
+                Delivery.last_reply,
+                Delivery.updated_at,
+            )
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(
+                Delivery.issue_id == issue_id,
+                (Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.DEFERRED]))
+                | (Subscriber.status == SubscriberStatus.BOUNCED),
+            )
+            .order_by(Delivery.status, Subscriber.email_key)
+        ).all()
+    return [
+        ReportRow(
+            email=r[0],
+            name=r[1] or "",
+            delivery_status=str(DeliveryStatus(r[2]).value),
+            subscriber_status=str(SubscriberStatus(r[3]).value),
+            attempts=r[4],
+            last_reply=r[5] or "",
+            updated_at=r[6],
+        )
+        for r in rows
+    ]
+
+
+REPORT_COLUMNS = (
+    "email",
+    "name",
+    "delivery_status",
+    "subscriber_status",
+    "attempts",
+    "last_reply",
+    "updated_at",
+)
+
+
+def write_report_csv(rows: Sequence[ReportRow], out: IO[str]) -> None:
+    """``mailer report --csv``: one line per problem row (``out`` opened with newline="")."""
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    for row in rows:
+        values = {**vars(row), "updated_at": row.updated_at.isoformat() if row.updated_at else ""}
+        writer.writerow([values[column] for column in REPORT_COLUMNS])
