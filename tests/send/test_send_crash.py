@@ -115,7 +115,7 @@ def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
     finally:
         if first.poll() is None:
             first.kill()
-            first.communicate()
+        first.communicate()  # closes its pipes on every path
     final = _mailer(config_env, database, smtp.url(), *args)
     out, err = final.communicate(timeout=60)
     assert final.returncode == 0, err.decode()
