@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 from _system import require_tool
 from sqlalchemy import func, select
 
@@ -92,9 +92,9 @@ def start(command: list[str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            httpx2.get(f"http://127.0.0.1:{port}/", timeout=1)
             return process
-        except httpx.TransportError:
+        except httpx2.TransportError:
             if process.poll() is not None:
                 raise SystemExit(f"{command[2:4]} exited with {process.returncode}") from None
             time.sleep(0.1)

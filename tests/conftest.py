@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A random generator for a test that draws: its seed is printed (pytest shows it with a
+    failure) and ``MAILER_TEST_SEED=N`` replays it."""
+    given = os.environ.get("MAILER_TEST_SEED", "")
+    if given and not given.isdigit():
+        raise pytest.UsageError(f"MAILER_TEST_SEED must be a whole number, not {given!r}")
+    seed = int(given) if given else secrets.randbits(32)
+    print(f"random seed: MAILER_TEST_SEED={seed}")
+    return random.Random(seed)
 
 
 @pytest.fixture
@@ -76,7 +89,7 @@ def config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working folder with a valid mailer.toml and secret, as `mailer init` leaves it."""
     monkeypatch.chdir(tmp_path)
     for key in list(os.environ):
-        if key.startswith("MAILER_") and key != "MAILER_TEST_DATABASE_URL":
+        if key.startswith("MAILER_") and not key.startswith("MAILER_TEST_"):
             monkeypatch.delenv(key)
     (tmp_path / "mailer.toml").write_text((REPO / "mailer.toml").read_text(encoding="utf-8"))
     (tmp_path / ".mailer-secret").write_text(secrets.token_urlsafe(32) + "\n")

@@ -1,4 +1,4 @@
-"""`mailer serve`: the unsubscribe links and the archive, on uvicorn."""
+"""`mailer serve`: the unsubscribe links and the archive (mailer.web runs it on uvicorn)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,12 @@ def serve(
     For several worker processes use any ASGI server with the factory, e.g.
     `uvicorn --factory mailer.web:create_app --workers 4` (see the README).
     """
-    import uvicorn
-
+    from mailer import web
     from mailer.store.db import open_store
-    from mailer.web import create_app
 
     config = get_config(ctx)
-    web_app = create_app(config)  # checks the secret key
+    web_app = web.create_app(config)  # checks the secret key
     # Fail here with one clear line, not in uvicorn's start-up with a traceback.
     open_store(config.database_url).close()
     typer.echo(f"serving {config.name} on http://{host}:{port} (public URL {config.base_url})")
-    # No access log: its lines would hold the tokens (the proxy's log is the place for one).
-    uvicorn.run(web_app, host=host, port=port, server_header=False, access_log=False)
+    web.serve(web_app, host=host, port=port)

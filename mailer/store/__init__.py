@@ -1,1 +1,20 @@
-"""The subscriber store: the only package that imports SQLAlchemy or Alembic."""
+"""The subscriber store: the only package that imports SQLAlchemy or Alembic.
+
+The package's surface is its modules: ``__all__`` names the ones other packages may import
+(tests/test_exported_members.py checks it); the others are its internals. This file imports
+nothing, so importing a module of the package costs only that module.
+"""
+
+__all__ = [
+    "archive",
+    "checkpoint",
+    "csv_export",
+    "csv_import",
+    "db",
+    "ledger",
+    "models",
+    "schema",
+    "send_lock",
+    "subscribers",
+    "unsubscribe",
+]

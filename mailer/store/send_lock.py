@@ -36,9 +36,13 @@ def send_lock(store: Store, slug: str) -> Iterator[None]:
     """Hold the send lock of issue ``slug``; SendError if another run holds it."""
     url = store.engine.url
     if url.get_backend_name() == "postgresql":
-        key = int.from_bytes(hashlib.sha256(b"mailer-send\0" + slug.encode()).digest()[:8], "big")
-        key -= 1 << 63  # advisory lock keys are signed 64-bit
         with store.engine.connect() as conn:
+            # Advisory locks are per database: the schema keeps the lists of two schemas in
+            # one database (or parallel test runs) from blocking each other's sends.
+            schema = conn.scalar(text("SELECT current_schema()")) or ""
+            name = f"mailer-send\0{schema}\0{slug}".encode()
+            key = int.from_bytes(hashlib.sha256(name).digest()[:8], "big")
+            key -= 1 << 63  # advisory lock keys are signed 64-bit
             if not conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
                 raise _busy(slug)
             conn.commit()

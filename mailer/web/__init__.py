@@ -1,5 +1,6 @@
 """The web app: tokenized one-click unsubscribe and the archive (`mailer serve`)."""
 
 from mailer.web.app import create_app
+from mailer.web.serve import serve
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve"]

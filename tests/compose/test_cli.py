@@ -303,4 +303,4 @@ def test_preview_command_prints_url_and_serves(issue: Path) -> None:
         assert status == 200 and "Spring news from the valley" in page
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # also closes the pipes

@@ -88,7 +88,8 @@ def test_send_resume_and_report(
     assert report.exit_code == 0, report.output
     assert "sent 5" in report.output and "failed 1" in report.output
     assert "reader2@example.org" in report.output and "550 5.1.1" in report.output
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    with out.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert [(r["email"], r["delivery_status"], r["subscriber_status"]) for r in rows] == [
         ("reader2@example.org", "failed", "bounced")
     ]

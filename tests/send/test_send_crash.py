@@ -1,4 +1,8 @@
-"""kill -9 at random moments: nobody is skipped, duplicates stay within one per connection."""
+"""kill -9 at random moments: nobody is skipped, duplicates stay within one per connection.
+
+The moments come from the `rng` fixture (tests/conftest.py): a failure prints its seed, and
+MAILER_TEST_SEED=N replays the same choices (the kills still land where the timing puts them).
+"""
 
 from __future__ import annotations
 
@@ -44,12 +48,12 @@ def _mailer(cwd: Path, database: str, smtp_url: str, *args: str) -> subprocess.P
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # up to five `mailer send` processes, each waited for up to 60 s
 def test_repeated_kill_9_loses_nobody_and_duplicates_at_most_one_per_connection(
-    config_env: Path, store: Store, smtp: SmtpServer
+    config_env: Path, store: Store, smtp: SmtpServer, rng: random.Random
 ) -> None:
     database = store.engine.url.render_as_string(hide_password=False)
     emails = add_subscribers(store, SUBSCRIBERS)
-    rng = random.Random()
     args = ("send", str(SAMPLE_ISSUE), "--yes", "--rate", "200/s")
     args += ("--connections", str(CONNECTIONS))
     kills = 0
@@ -67,7 +71,7 @@ def test_repeated_kill_9_loses_nobody_and_duplicates_at_most_one_per_connection(
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
-        process.wait()
+        process.communicate()  # waits, and closes its pipes
         now = len(smtp.recipients)
         mid_send += before < now < SUBSCRIBERS
     assert mid_send >= 2, "the kills should land while messages are going out"
@@ -86,6 +90,7 @@ def test_repeated_kill_9_loses_nobody_and_duplicates_at_most_one_per_connection(
     assert statuses == {DeliveryStatus.SENT: SUBSCRIBERS}
 
 
+@pytest.mark.timeout(300)  # three `mailer send` processes, each waited for up to 60 s
 def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
     config_env: Path, store: Store, smtp: SmtpServer
 ) -> None:
@@ -110,7 +115,7 @@ def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
     finally:
         if first.poll() is None:
             first.kill()
-            first.wait()
+        first.communicate()  # closes its pipes on every path
     final = _mailer(config_env, database, smtp.url(), *args)
     out, err = final.communicate(timeout=60)
     assert final.returncode == 0, err.decode()

@@ -126,7 +126,8 @@ def test_import_and_export(cli: CliRunner, config_env: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == "added 2, updated 0, unchanged 0, rejected 1, duplicates merged 1\n"
     assert result.stderr.startswith("line 4: email: 'broken'")
-    rows = list(csv.reader((config_env / "rejects.csv").open(encoding="utf-8")))
+    with (config_env / "rejects.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
     assert rows == [["line", "reason", "email", "name"], ["4", rows[1][1], "broken", "B"]]
     stdin = run(cli, "subscribers", "import", "-", input="email\nc@example.org\n")
     assert stdin.stdout.startswith("added 1,")

@@ -251,7 +251,8 @@ def test_forgotten_addresses_are_rejected(store: Store, tmp_path: Path) -> None:
     assert (result.added, result.rejected) == (1, 1)
     assert result.rejects[0].line == 2
     assert result.rejects[0].reason == "forgotten (erased on request)"
-    rows = list(csv.reader((tmp_path / "rejects.csv").open(encoding="utf-8")))
+    with (tmp_path / "rejects.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
     assert rows[1] == ["2", "forgotten (erased on request)", "GONE@example.org", "G"]
 
 
@@ -289,8 +290,7 @@ def test_killed_import_leaves_nothing(
             break
     assert line.startswith("..."), f"import did not report progress: {line!r}"
     proc.send_signal(sig)
-    rest = proc.stderr.read()
-    proc.wait()
+    _, rest = proc.communicate()  # the rest of stderr; closes the pipe
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
     else:  # Ctrl-C: rolled back, one line, exit 130

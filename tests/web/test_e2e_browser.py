@@ -29,7 +29,8 @@ from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SAMPLE_ISSU
 
 from .test_web_serve import free_port, serving, wait_until_up
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# Two `mailer send` processes (up to 120 s each), a server and Chromium.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 READERS = ["jane.doe@example.org", "bob@example.org", "carla@example.org"]
 

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -26,7 +26,7 @@ REQUIRED = {
 }
 
 
-def assert_secure(response: httpx.Response) -> None:
+def assert_secure(response: httpx2.Response) -> None:
     headers = response.headers
     for name, value in REQUIRED.items():
         assert headers.get(name) == value, (name, response)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from mailer.store import schema
 from mailer.store.db import open_store
@@ -40,7 +40,7 @@ def serving(cwd: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Po
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)  # also closes the pipe
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -49,9 +49,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 2
         if process.poll() is not None:
             raise AssertionError(process.stdout.read().decode() if process.stdout else "exited")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx2.get(url, timeout=1).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.05)
     raise AssertionError(f"{url} did not come up")
 
@@ -72,11 +72,11 @@ def test_mailer_serve_answers(config_env: Path, database_url: str) -> None:
     with serving(config_env, serve_env(database_url), port) as process:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/healthz", process)
-        page = httpx.get(f"{base}/")
+        page = httpx2.get(f"{base}/")
         assert "May news" in page.text
         assert page.headers["X-Frame-Options"] == "DENY"
         assert "server" not in page.headers  # no version banner
-        assert httpx.get(f"{base}/issues/025-issue").status_code == 200
+        assert httpx2.get(f"{base}/issues/025-issue").status_code == 200
 
 
 def test_mailer_serve_refuses_an_unreachable_database(config_env: Path) -> None:
@@ -132,8 +132,8 @@ def test_asgi_factory_under_uvicorn_reads_mailer_config(
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
-        page = httpx.get(f"http://127.0.0.1:{port}/")
+        page = httpx2.get(f"http://127.0.0.1:{port}/")
         assert "May news" in page.text and "Democracy in Uzbekistan" in page.text
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)  # also closes the pipe
