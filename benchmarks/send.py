@@ -153,9 +153,11 @@ def message_size(root: Path) -> int:
     """Size of one real message (rendered as mailer sends it)."""
     code = (
         "import sys; from mailer.config import load_config; from mailer.compose import "
-        "compose_issue; from mailer.send.message import MessageFactory; "
+        "compose_issue; from mailer.compose.model import Newsletter; "
+        "from mailer.send.message import MessageFactory; "
         "from mailer.send.ports import Recipient; "
-        "c = load_config(); f = MessageFactory(compose_issue(sys.argv[1], c), c); "
+        "c = load_config(); n = Newsletter.from_config(c); "
+        "f = MessageFactory(compose_issue(sys.argv[1], n), c); "
         "print(len(f.build(Recipient('ab' * 16, 'reader1@example.org', 'Reader 1'))))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "MAILER_LAYOUTS_DIR": str(REPO / "layouts")}

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import fields
 from typing import Any
 
 import pytest
 import typer
 
 from mailer.cli import app
-from mailer.config import Config
+from mailer.settings import SETTINGS
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -40,8 +39,8 @@ OPTIONS = [
     if param.param_type_name == "option"
     for option in (*param.opts, *param.secondary_opts)
 ]
-# The keys a mailer.toml may set: Config's fields but `root`, which is the file's folder.
-CONFIG_KEYS = [f.name for f in fields(Config) if f.name != "root"]
+# The keys a mailer.toml may set: the Setting table (tests/test_settings.py ties it to Config).
+CONFIG_KEYS = [setting.name for setting in SETTINGS]
 
 
 def token(text: str) -> re.Pattern[str]:

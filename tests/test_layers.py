@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-CONTRACTS = 9
+CONTRACTS = 10
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -95,6 +95,18 @@ VIOLATIONS = [
         "from mailer.store import models",
         "mailer.send never imports the store",
         "mailer.send.message -> mailer.store.models",
+    ),
+    (
+        "send/ports.py",
+        "from mailer import config",
+        "mailer.send.ports imports nothing of mailer but mailer.errors",
+        "mailer.send.ports -> mailer.config",
+    ),
+    (
+        "store/ledger.py",
+        "from mailer.send import run",
+        "Layers:",
+        "mailer.store.ledger -> mailer.send.run",
     ),
     (
         "send/message.py",
@@ -179,18 +191,6 @@ def test_a_new_module_must_sit_in_a_layer_and_is_confined(tree: Path) -> None:
     assert "mailer.mail_merge -> smtplib" in result.stdout  # `mailer.*` covers it
 
 
-def test_every_temporary_exception_says_when_it_goes() -> None:
-    """The lead deletes these at merge; each says which branch removes its import."""
-    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    temporary = [line for line in text.splitlines() if "TEMPORARY" in line]
-    for line in temporary:
-        assert re.search(r"# TEMPORARY \(issue 8\): removed when [\w-]+ lands$", line), line
-
-
-@pytest.mark.xfail(
-    reason="TEMPORARY (issue 8): mailer.send.run imports the store until arch-send lands",
-    strict=True,
-)
 def test_importing_the_send_run_loads_no_database_code() -> None:
     """The brief's promise, at run time (grimp does not see a package's __init__ run)."""
     code = (

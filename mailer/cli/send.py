@@ -20,10 +20,12 @@ from rich.table import Table
 
 from mailer.cli.app import app, get_config
 from mailer.compose import ComposedIssue, compose_issue
+from mailer.compose.model import Newsletter
+from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import SendError
 from mailer.send.ports import DeliveryStatus
 from mailer.send.run import Progress as RunProgress
-from mailer.send.run import SendOptions, parse_rate
+from mailer.send.run import SendOptions
 from mailer.send.service import Plan, SendService, Summary
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
@@ -55,12 +57,12 @@ def send(
         None, "--rate", help="At most this many messages, e.g. 100/s, 3000/m, 10000/h."
     ),
     connections: int | None = typer.Option(
-        None, "--connections", min=1, max=64, help="Parallel SMTP connections."
+        None, "--connections", min=1, max=MAX_CONNECTIONS, help="Parallel SMTP connections."
     ),
 ) -> None:
     """Send an issue to every active subscriber (resumes an interrupted send)."""
     config = get_config(ctx)
-    issue = compose_issue(issue_dir, config)
+    issue = compose_issue(issue_dir, Newsletter.from_config(config))
     err = Console(stderr=True)
     for warning in issue.warnings:
         err.print(f"warning: {warning}", markup=False)

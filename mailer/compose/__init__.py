@@ -8,6 +8,7 @@ from mailer.compose.model import (
     PERSONAL_FIELDS,
     ComposedIssue,
     IssueMeta,
+    Newsletter,
     PersonalTemplate,
     slot,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ComposedIssue",
     "Issue",
     "IssueMeta",
+    "Newsletter",
     "PersonalTemplate",
     "Section",
     "compose_issue",

@@ -21,7 +21,6 @@ from mailer.compose.markdown import ParsedIssue, parse_issue
 from mailer.compose.model import ComposedIssue, Newsletter, PersonalTemplate, slot
 from mailer.compose.render import inline_css, render_mjml
 from mailer.compose.text import render_text
-from mailer.config import Config
 from mailer.errors import IssueError
 
 STAGES = ("load", "markdown", "jinja", "mjml", "premailer", "text")
@@ -46,17 +45,11 @@ class _Timer:
 
 def compose_issue(
     issue_dir: Path,
-    newsletter: Newsletter | Config,
+    newsletter: Newsletter,
     *,
     timings: dict[str, float] | None = None,
 ) -> ComposedIssue:
-    """Compose the issue in ``issue_dir``; IssueError (file and line) on any bad input.
-
-    A whole Config is accepted for callers that hold one and is narrowed to its
-    :class:`Newsletter` here, before anything else sees it.
-    """
-    if not isinstance(newsletter, Newsletter):
-        newsletter = Newsletter.from_config(newsletter)
+    """Compose the issue in ``issue_dir``; IssueError (file and line) on any bad input."""
     timer = _Timer(timings)
     with timer("load"):
         issue = load_issue(Path(issue_dir))

@@ -50,7 +50,6 @@ active has their row marked ``skipped``.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,19 +64,6 @@ from mailer.send.transport import Connection, Reply, Transport
 from mailer.send.writer import Ack, Writer
 
 # --- options -------------------------------------------------------------------------------
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*$")
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
-
-
-def parse_rate(text: str) -> float | None:
-    """``"100/s"`` -> 100.0 messages per second; ``""`` -> None (unlimited)."""
-    if not text:
-        return None
-    match = _RATE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise SendError(f"rate: {text!r} should look like 50/s, 3000/m or 10000/h")
-    return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
 
 
 @dataclass(frozen=True)

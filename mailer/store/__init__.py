@@ -13,6 +13,7 @@ __all__ = [
     "db",
     "ledger",
     "models",
+    "report",
     "schema",
     "send_lock",
     "subscribers",

@@ -136,8 +136,8 @@ _DIGEST = """
 import hashlib, sys
 from pathlib import Path
 from mailer.config import load_config
-from mailer.compose import compose_issue
-c = compose_issue(Path(sys.argv[1]), load_config(sys.argv[2]))
+from mailer.compose import Newsletter, compose_issue
+c = compose_issue(Path(sys.argv[1]), Newsletter.from_config(load_config(sys.argv[2])))
 h = hashlib.sha256()
 for part in (*c.html.parts, *c.text.parts, c.web_html, c.content_hash):
     h.update(part.encode() + b"\\0")

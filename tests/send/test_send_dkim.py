@@ -16,6 +16,7 @@ from send_helpers import add_subscribers, make_issue, service, with_server
 from send_smtp_server import SmtpServer
 
 from mailer.compose import compose_issue
+from mailer.compose.model import Newsletter
 from mailer.config import Config
 from mailer.errors import ConfigError
 from mailer.send.dkim_signing import DkimSigner
@@ -129,7 +130,7 @@ def test_the_sample_issue_body_is_already_canonical(signing: Config, key: Key) -
     # end in whitespace, so no relay has a reason to rewrap or strip them.
     config = dataclasses.replace(signing, layouts_dir=REPO / "layouts")
     factory = MessageFactory(
-        compose_issue(SAMPLE_ISSUE, config),
+        compose_issue(SAMPLE_ISSUE, Newsletter.from_config(config)),
         config,
         signer=DkimSigner(config.dkim_key_file, SELECTOR, DOMAIN),
     )
