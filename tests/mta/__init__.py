@@ -91,11 +91,8 @@ FIXTURES = frozenset(
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "mta: uses the real mail servers of scripts/test-services")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The `mta` marker (declared in pyproject.toml) follows from the fixtures a test uses.
     for item in items:
         if FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mta)
