@@ -258,6 +258,7 @@ def _start_sink(port: int, dump_dir: Path, options: Sequence[str], lock: int) ->
     with open(dump_dir.with_suffix(".log"), "ab") as log:  # a pipe could fill and stall it
         process = subprocess.Popen(
             [SMTP_SINK, *user, *options, *dump, f"{SMTP_HOST}:{port}", "64"],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
