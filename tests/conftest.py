@@ -13,6 +13,9 @@ import pytest
 from mailer.store import schema
 from mailer.store.db import Store, create_db_engine, open_store
 
+# The real mail servers' fixtures (Postfix, Dovecot, smtp-sink, SpamAssassin, DKIM tools).
+pytest_plugins = ["tests.mta"]
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ISSUE = REPO / "issues" / "025-may-2022"
 ARTIFACTS = REPO / "test-artifacts"
