@@ -109,7 +109,9 @@ def create_app(config: Config | None = None) -> Starlette:
             claims = claims_of(request)
             if claims is None:
                 return not_found()
-            state = await in_thread(link_state, store_of(request), claims.subscriber_uid)
+            state = await in_thread(
+                link_state, store_of(request), claims.subscriber_uid, claims.issue_number
+            )
             if state is None:
                 return not_found()
             view = "confirm" if state.status in _CAN_LEAVE else "already"
