@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mailer.store.db import Store
-from mailer.store.models import IssueState, SubscriberStatus
+from mailer.store.models import DeliveryStatus, IssueState, SubscriberStatus
 from mailer.store.unsubscribe import LinkUnsubscribe, unsubscribe_many
 
-from .helpers import add_issue, add_subscriber, events, reload
+from .helpers import add_deliveries, add_issue, add_subscriber, events, reload
 
 
 def test_unsubscribe_many_is_one_transaction_with_per_request_results(store: Store) -> None:
@@ -65,7 +65,7 @@ def test_archive_skips_test_sends(store: Store) -> None:
     from mailer.store.archive import archived_issues, archived_web_html
 
     add_issue(store, 0, state=IssueState.SENT)
-    add_issue(store, 3, state=IssueState.SENDING)
+    add_deliveries(store, add_issue(store, 3, state=IssueState.SENDING), DeliveryStatus.SENT)
     assert [i.number for i in archived_issues(store)] == [3]
     assert archived_web_html(store, "000-issue") is None
     assert archived_web_html(store, "003-issue") is not None
