@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -137,3 +138,71 @@ def test_asgi_factory_under_uvicorn_reads_mailer_config(
     finally:
         process.terminate()
         process.communicate(timeout=10)  # also closes the pipe
+
+
+def migrated(database_url: str) -> None:
+    store = open_store(database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    store.close()
+
+
+def test_mailer_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    config_env: Path, database_url: str
+) -> None:
+    migrated(database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+            cwd=config_env,
+            env=serve_env(database_url),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_mailer_serve_on_an_address_it_cannot_have_is_one_line(
+    config_env: Path, database_url: str
+) -> None:
+    migrated(database_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer", "serve", "--host", "192.0.2.1", "--port", "0"],
+        cwd=config_env,
+        env=serve_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: cannot listen on 192.0.2.1:0: cannot assign requested address\n"
+    )
+
+
+def test_mailer_serve_port_0_prints_the_port_it_got(config_env: Path, database_url: str) -> None:
+    migrated(database_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--port", "0"],
+        cwd=config_env,
+        env=serve_env(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.match(r"serving .* on http://127\.0\.0\.1:(\d+) \(public URL ", line)
+        assert found, line
+        port = int(found[1])
+        assert port != 0
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
