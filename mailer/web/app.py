@@ -248,7 +248,8 @@ def create_app(config: Config | None = None) -> Starlette:
         ),
         routes=[
             Route("/", archive, methods=["GET"]),
-            Route("/issues/{slug}", issue, methods=["GET"]),
+            # The path converter: a slug's %2F arrives decoded, as a "/".
+            Route("/issues/{slug:path}", issue, methods=["GET"]),
             Route("/feed.xml", feed, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/unsubscribe/{token}", Unsubscribe),
