@@ -53,6 +53,5 @@ def create_app(config: Config | None = None) -> Starlette:
     )
     # /unsubscribe/<token>/ must not redirect: one-click POSTs never follow redirects.
     app.router.redirect_slashes = False
-    app.state.config = config
     app.state.web = web
     return app
