@@ -42,6 +42,7 @@ __all__ = [
     "STARTER",
     "Config",
     "config_path",
+    "default_consent_text",
     "ensure_secret_key",
     "load_config",
     "parse_rate",
@@ -94,6 +95,13 @@ class Config:
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # The sign-up form.
+    consent_text: str = ""  # computed from the name when not set
+    signup_link_days: int = 7
+    signup_ip_rate: str = "20/h"
+    signup_emails_per_hour: int = 300
+    trusted_proxies: str = ""
+    signup_frame_ancestors: str = ""
 
     @property
     def list_id(self) -> str:
@@ -216,7 +224,21 @@ def _with_derived(config: Config) -> Config:
         label = re.sub(r"[^a-z0-9]+", "-", config.name.lower()).strip("-") or "newsletter"
         list_id_domain = f"{label}.{config.from_address.rpartition('@')[2]}"
     database_url = config.database_url or f"sqlite:///{config.root / 'subscribers.db'}"
-    return dataclasses.replace(config, list_id_domain=list_id_domain, database_url=database_url)
+    consent_text = config.consent_text or default_consent_text(config.name)
+    return dataclasses.replace(
+        config,
+        list_id_domain=list_id_domain,
+        database_url=database_url,
+        consent_text=consent_text,
+    )
+
+
+def default_consent_text(name: str) -> str:
+    """The consent text when ``consent_text`` is not set (README's settings table says it)."""
+    return (
+        f"Yes, please send me {name} by email. I can unsubscribe at any time with the link "
+        "in every issue."
+    )
 
 
 STARTER = starter_text()

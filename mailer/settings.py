@@ -12,6 +12,7 @@ against ``root``, the config file's folder, so a config works from any working d
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -59,6 +60,15 @@ def parse_rate(text: str) -> float | None:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"rate: {show(text)} should look like 50/s, 3000/m or 10000/h")
     return float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
+
+
+def rate_window(text: str) -> tuple[int, int]:
+    """``"20/h"`` -> (20, 3600): at most so many in a window of so many seconds (a counter's
+    view of a rate; a fraction is rounded down, at least 1)."""
+    match = _RATE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"rate: {show(text)} should look like 50/s, 3000/m or 10000/h")
+    return max(1, int(float(match.group(1)))), _UNIT_SECONDS[match.group(2)]
 
 
 # --- kinds ---------------------------------------------------------------------------------
@@ -180,6 +190,45 @@ class Rate(Kind):
         return text
 
 
+class Networks(Kind):
+    """Comma-separated IP networks (CIDR, or single addresses), kept as normalised text."""
+
+    expected = "IP networks, comma-separated (e.g. 127.0.0.1/32, 10.0.0.0/8)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        found = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                found.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ConfigError(
+                    f"{setting.name}: {show(item)} is not an IP network like 10.0.0.0/8"
+                ) from None
+        return ", ".join(found)
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+class Origins(Kind):
+    """Comma-separated web origins (scheme://host[:port]), kept as normalised text."""
+
+    expected = "origins, comma-separated (e.g. https://blog.example.org)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        found = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            origin = item.rstrip("/").lower()
+            if not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"{setting.name}: {show(item)} is not an origin like https://blog.example.org"
+                )
+            found.append(origin)
+        return ", ".join(found)
+
+
 # sqlite:///relative.db (three slashes, then no fourth: a relative path), keeping ?options.
 _SQLITE_RELATIVE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/)([^?]+)(\?.*)?$")
 
@@ -263,6 +312,7 @@ GROUPS = {
     "smtp": "The mail server",
     "sending": "How a send goes",
     "dkim": "DKIM signing (all three or none)",
+    "signup": "The sign-up form (/subscribe) and its abuse limits",
 }
 
 # In the Config dataclass's field order (a test checks it, and the names and defaults).
@@ -322,6 +372,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",
             "dkim", example="mail"),
     Setting("dkim_domain", "", "The signing domain (d=).", "dkim", example="example.org"),
+    Setting("consent_text", "", "What people sign up for, shown above the form's button and "
+            "kept (by version) with each sign-up as proof of consent.", "signup",
+            default_doc="Yes, please send me NAME by email. I can unsubscribe at any time "
+            "with the link in every issue."),
+    Setting("signup_link_days", 7, "Days a confirmation link stays valid.", "signup",
+            whole(1, 90)),
+    Setting("signup_ip_rate", "20/h", "Sign-ups accepted per client IP address (an IPv6 "
+            "/64 counts as one).", "signup", Rate()),
+    Setting("signup_emails_per_hour", 300, "Confirmation emails per hour in all; past it "
+            "sign-ups are kept but not mailed, and a warning is logged (`mailer signups "
+            "resend`).", "signup", whole(1, 1_000_000)),
+    Setting("trusted_proxies", "", "Reverse proxies whose X-Forwarded-For is believed "
+            "(the client is the rightmost address not in these); without them the socket "
+            "peer is the client.", "signup", Networks(), example="127.0.0.1/32, ::1/128"),
+    Setting("signup_frame_ancestors", "", "Sites whose pages may show the sign-up form in a "
+            "frame; none by default.", "signup", Origins(), example="https://blog.example.org"),
 )
 # fmt: on
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -342,7 +408,7 @@ _STARTER_HEAD = """\
 # which wins over this file. Relative paths are relative to this file's folder.
 # Secrets do not belong here: see secret_key_file and smtp_password_env.
 # Keys may stay at the top level, as here, or go under their table ([newsletter], [storage],
-# [smtp], [sending], [dkim]); a key set in two places is an error.
+# [smtp], [sending], [dkim], [signup]); a key set in two places is an error.
 # The four required keys are set; every other line shows its default or an example.
 """
 

@@ -11,6 +11,11 @@ A token names one subscriber and the issue whose link carried it::
 * Verification tries every configured key (current first), in constant time, so rotating the
   key does not break links already in inboxes: put the new key on the first line of the
   secret file and keep the old one below it for as long as old issues' links must work.
+
+The same keys sign the sign-up feature's values, each under its own MAC purpose (a token
+of one kind is never valid as another): preferences links (the unsubscribe token's layout),
+confirmation links (a random nonce, stored only hashed) and the sign-up form's timestamp
+stamps (:class:`FormStamp`).
 """
 
 from __future__ import annotations
@@ -92,3 +97,140 @@ def read_token(keys: Sequence[bytes], token: str) -> TokenClaims:
     if not ok or version != _VERSION:
         raise invalid
     return TokenClaims(subscriber_uid=uid.hex(), issue_number=issue_number)
+
+
+# --- other signed values: preferences links, sign-up links, form stamps ------------------
+#
+# The same keys and rotation rule as unsubscribe tokens (sign with keys[0], verify with every
+# key, only the canonical encoding), each under its own MAC purpose, so that no token of one
+# kind is ever a valid token of another.
+
+_PREFERENCES = b"mailer-preferences\0"
+_SIGNUP = b"mailer-signup\0"
+_STAMP = b"mailer-form-stamp\0"
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _seal(keys: Sequence[bytes], purpose: bytes, body: bytes) -> str:
+    if not keys:
+        raise TokenError("no secret key configured")
+    mac = hmac.new(keys[0], purpose + body, hashlib.sha256).digest()[:_MAC_BYTES]
+    return _encode(body + mac)
+
+
+def _open(keys: Sequence[bytes], purpose: bytes, token: str, sizes: range) -> bytes | None:
+    """The body of a sealed ``token`` whose raw length is in ``sizes``; None when malformed,
+    not canonical or not signed by any of ``keys``."""
+    if not _URLSAFE.fullmatch(token) or len(token) > 4 * sizes.stop // 3 + 4:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) not in sizes or _encode(raw) != token:
+        return None
+    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    ok = False
+    for key in keys:  # every key, without stopping early
+        digest = hmac.new(key, purpose + body, hashlib.sha256).digest()[:_MAC_BYTES]
+        ok |= hmac.compare_digest(digest, mac)
+    return body if ok else None
+
+
+def make_preferences_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
+    """The token of a preferences link (``/preferences/TOKEN``): as an unsubscribe token
+    (same layout and length), under another MAC purpose."""
+    try:
+        uid = bytes.fromhex(subscriber_uid)
+    except ValueError:
+        raise TokenError("subscriber uid is not hex") from None
+    if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
+        raise TokenError("subscriber uid or issue number out of range")
+    return _seal(keys, _PREFERENCES, _LAYOUT.pack(_VERSION, uid, issue_number))
+
+
+def read_preferences_token(keys: Sequence[bytes], token: str) -> TokenClaims:
+    size = _LAYOUT.size + _MAC_BYTES
+    body = _open(keys, _PREFERENCES, token, range(size, size + 1))
+    if body is None or body[0] != _VERSION:
+        raise TokenError("invalid preferences token")
+    _, uid, issue_number = _LAYOUT.unpack(body)
+    return TokenClaims(subscriber_uid=uid.hex(), issue_number=issue_number)
+
+
+_NONCE_BYTES = 16
+
+
+def new_signup_nonce() -> bytes:
+    """128 random bits naming one confirmation email of a sign-up."""
+    return secrets.token_bytes(_NONCE_BYTES)
+
+
+def signup_lookup_hash(nonce: bytes) -> str:
+    """What the database keeps of a sign-up link: sha256 hex of its nonce (never the nonce
+    once the email is sent, so neither the database nor a backup holds a working link)."""
+    return hashlib.sha256(b"mailer-signup-lookup\0" + nonce).hexdigest()
+
+
+def make_signup_token(keys: Sequence[bytes], nonce: bytes) -> str:
+    """The token of a confirmation link (``/confirm/TOKEN``): the nonce, signed."""
+    if len(nonce) != _NONCE_BYTES:
+        raise TokenError("sign-up nonce out of range")
+    return _seal(keys, _SIGNUP, bytes([_VERSION]) + nonce)
+
+
+def read_signup_token(keys: Sequence[bytes], token: str) -> bytes:
+    """The nonce of a confirmation link's token; TokenError when malformed or forged (a
+    forged token costs no database query)."""
+    size = 1 + _NONCE_BYTES + _MAC_BYTES
+    body = _open(keys, _SIGNUP, token, range(size, size + 1))
+    if body is None or body[0] != _VERSION:
+        raise TokenError("invalid sign-up token")
+    return body[1:]
+
+
+@dataclass(frozen=True)
+class FormStamp:
+    """What the sign-up form signs into a hidden field when it is served.
+
+    ``kind`` is ``form`` (the blank /subscribe form) or ``again`` (the page asking to press
+    Subscribe once more, fields already filled); ``consent_hash`` is the sha256 hex of the
+    consent text the page showed; ``source`` is where the form was: a path of this site
+    (``/subscribe``) or the origin of the site that embedded it.
+    """
+
+    issued_at: int  # Unix seconds
+    kind: str
+    consent_hash: str
+    source: str
+
+
+_STAMP_KINDS = ("form", "again")
+_STAMP_HEAD = struct.Struct(">BBQ32s")
+MAX_STAMP_SOURCE = 200  # bytes of UTF-8
+
+
+def make_form_stamp(keys: Sequence[bytes], stamp: FormStamp) -> str:
+    source = stamp.source.encode("utf-8")
+    if stamp.kind not in _STAMP_KINDS or len(source) > MAX_STAMP_SOURCE:
+        raise TokenError("form stamp out of range")
+    head = _STAMP_HEAD.pack(
+        _VERSION, _STAMP_KINDS.index(stamp.kind), stamp.issued_at, bytes.fromhex(stamp.consent_hash)
+    )
+    return _seal(keys, _STAMP, head + source)
+
+
+def read_form_stamp(keys: Sequence[bytes], text: str) -> FormStamp:
+    """The stamp in a submitted form; TokenError when malformed or forged."""
+    low = _STAMP_HEAD.size + _MAC_BYTES
+    body = _open(keys, _STAMP, text, range(low, low + MAX_STAMP_SOURCE + 1))
+    if body is None:
+        raise TokenError("invalid form stamp")
+    version, kind, issued_at, consent = _STAMP_HEAD.unpack(body[: _STAMP_HEAD.size])
+    try:
+        source = body[_STAMP_HEAD.size :].decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenError("invalid form stamp") from None
+    if version != _VERSION or kind >= len(_STAMP_KINDS):
+        raise TokenError("invalid form stamp")
+    return FormStamp(issued_at, _STAMP_KINDS[kind], consent.hex(), source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from mailer.errors import ContentChanged
@@ -166,4 +167,62 @@ class SubscriberLookup(Protocol):
 
     def find(self, email: str) -> Recipient | None:
         """The subscriber with ``email`` (any status, case-insensitive), or None."""
+        ...
+
+
+# --- the sign-up outbox --------------------------------------------------------------------
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"  # to send (again, once next_attempt_at has come)
+    SENT = "sent"  # the server answered 2xx to the end of DATA
+    FAILED = "failed"  # 5xx, or the sign-up's link expired before it could go
+
+
+@dataclass(frozen=True)
+class OutboxMail:
+    """One confirmation email claimed from the outbox by one drainer (``lease``)."""
+
+    id: int
+    to: str
+    nonce: bytes  # signed into the link's token; the database keeps only its hash after
+    attempts: int
+    expires_at: datetime  # when the link stops working: no point sending it after
+    lease: str
+
+
+class Outbox(Protocol):
+    """The sign-up outbox (implemented by :mod:`mailer.store.signup_outbox`).
+
+    Several drainers may run at once (processes, hosts): a row is handed to one of them at a
+    time (:meth:`claim` leases it) and its outcome is written only by the holder of the lease.
+    """
+
+    def due(self) -> bool:
+        """Whether anything may be claimed now (a cheap read, no lock)."""
+        ...
+
+    def claim(self, *, limit: int, lease_seconds: float) -> list[OutboxMail]:
+        """Lease up to ``limit`` rows due now to this caller, committed before returning."""
+        ...
+
+    def holds(self, mail: OutboxMail, *, lease_seconds: float) -> bool:
+        """Renew ``mail``'s lease; False when another drainer has taken it (do not send)."""
+        ...
+
+    def sent(self, mail: OutboxMail, reply: str, message_id: str) -> None:
+        """Final: delivered (committed before returning)."""
+        ...
+
+    def retry(self, mail: OutboxMail, reply: str, at: datetime) -> None:
+        """Release the lease; try again at ``at`` (committed before returning)."""
+        ...
+
+    def failed(self, mail: OutboxMail, reply: str) -> None:
+        """Final: never sent (committed before returning)."""
+        ...
+
+    def purge(self) -> int:
+        """Delete expired sign-ups, their outbox rows and spent rate-limit counters; return how
+        many sign-ups went."""
         ...

@@ -8,14 +8,18 @@ nothing, so importing a module of the package costs only that module.
 __all__ = [
     "archive",
     "checkpoint",
+    "consent",
     "csv_export",
     "csv_import",
     "db",
     "ledger",
     "models",
+    "preferences",
     "report",
     "schema",
     "send_lock",
+    "signup_outbox",
+    "signups",
     "subscribers",
     "unsubscribe",
 ]

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: subscribers, their status history, issues as sent, and the ledger.
+"""SQLAlchemy models: subscribers, their status history, issues as sent, and the ledger;
+sign-ups waiting for confirmation, their outbox, rate-limit counters and consent records.
 
 The schema is the contract between the stages: the import writes ``subscribers``, the send
 run writes ``issues`` and ``deliveries``, the web app flips a subscriber's status. Any change
@@ -30,6 +31,7 @@ from sqlalchemy.types import TypeDecorator
 # The send declares its ledger's states (mailer.send.ports); the schema stores those.
 from mailer.send.ports import DeliveryStatus as DeliveryStatus
 from mailer.send.ports import IssueState as IssueState
+from mailer.send.ports import OutboxStatus as OutboxStatus
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
 NAMING = {
@@ -194,3 +196,92 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(String(255), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+# --- sign-up -------------------------------------------------------------------------------
+
+
+class ConsentText(Base):
+    """Every version of the consent text people were shown, stored once, by its hash."""
+
+    __tablename__ = "consent_texts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Signup(Base):
+    """A sign-up waiting for its confirmation: not a subscriber, never sent an issue.
+
+    One per address. ``token_hash`` is the hash of the link's nonce (see mailer.tokens); it is
+    None while the sign-up is held (the hourly cap of confirmation emails was reached).
+    """
+
+    __tablename__ = "signups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    signed_up_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    form: Mapped[str] = mapped_column(String(200), default="")  # a path here, or an origin
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    consent_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class SignupMail(Base):
+    """The outbox: one confirmation email to send, written with its sign-up."""
+
+    __tablename__ = "signup_outbox"
+    __table_args__ = (Index("ix_signup_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signup_id: Mapped[int] = mapped_column(ForeignKey("signups.id", ondelete="CASCADE"), index=True)
+    # The link's nonce (hex) while the email is to send; emptied once it is final.
+    nonce: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_owner: Mapped[str] = mapped_column(String(32), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_reply: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class SignupLimit(Base):
+    """A rate-limit counter shared by every web worker: hits in the window ending at
+    ``window_end`` (per client address, per email address, or for all sign-ups)."""
+
+    __tablename__ = "signup_limits"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Consent(Base):
+    """Proof of consent (GDPR Art. 7(1)): who signed up, when, where, to which wording.
+
+    One row per confirmed sign-up of the subscriber (a returning one keeps the earlier ones).
+    """
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    signed_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    form: Mapped[str] = mapped_column(String(200), default="")
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    consent_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))

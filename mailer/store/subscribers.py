@@ -18,6 +18,7 @@ from mailer.errors import InvalidAttribute, NotFound, StoreError
 from mailer.store.addresses import address_hash, normalise_address, normalise_name
 from mailer.store.db import Store
 from mailer.store.models import ForgottenAddress, Subscriber, SubscriberStatus, utcnow
+from mailer.store.signups import forget_signups
 from mailer.store.status import change_status
 from mailer.tokens import new_uid
 
@@ -191,14 +192,16 @@ class Forgotten:
 def forget(store: Store, email: str) -> Forgotten:
     """Erase everything about an address (GDPR), keeping a one-way hash to block re-imports.
 
-    The subscriber row goes with its status history and delivery ledger rows (ON DELETE
-    CASCADE). Works (and is idempotent) for an address not on the list, so a request can be
-    recorded before an import that would contain it.
+    The subscriber row goes with its status history, consent records and delivery ledger
+    rows (ON DELETE CASCADE), and so does a pending sign-up of the address. Works (and is
+    idempotent) for an address not on the list, so a request can be recorded before an
+    import that would contain it.
     """
     address = normalise_address(email)
     digest = address_hash(address.key)
     with store.session() as session, session.begin():
         result = session.execute(delete(Subscriber).where(Subscriber.email_key == address.key))
+        forget_signups(session.connection(), address.key)  # a pending sign-up goes too
         if session.get(ForgottenAddress, digest) is None:
             session.add(ForgottenAddress(address_hash=digest, forgotten_at=utcnow()))
     return Forgotten(address.email, bool(getattr(result, "rowcount", 0)))

@@ -1,4 +1,4 @@
-"""The web app: tokenized one-click unsubscribe and the archive (`mailer serve`)."""
+"""The web app: one-click unsubscribe, the archive, the sign-up form (`mailer serve`)."""
 
 from mailer.web.app import create_app
 from mailer.web.serve import authority, listen, serve

@@ -1,11 +1,12 @@
-"""The web app: one-click unsubscribe links and the archive of sent issues.
+"""The web app: one-click unsubscribe links, the archive of sent issues, the sign-up form.
 
 ``create_app()`` is an ASGI application factory (``uvicorn --factory mailer.web:create_app``).
 It opens the store once, in the lifespan (:class:`~mailer.web.context.WebContext`). Database
 reads run in a few worker threads, so a slow query never stalls the event loop; unsubscribes
 are committed in batches (group commit, see :mod:`mailer.web.batching`). The endpoints are in
-:mod:`mailer.web.links` (unsubscribe, resubscribe), :mod:`mailer.web.archive` and
-:mod:`mailer.web.health`; the error pages in :mod:`mailer.web.error_pages`.
+:mod:`mailer.web.links` (unsubscribe, resubscribe), :mod:`mailer.web.archive`,
+:mod:`mailer.web.health`, :mod:`mailer.web.signup` (the form and its confirmation link) and
+:mod:`mailer.web.preferences`; the error pages in :mod:`mailer.web.error_pages`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from mailer.web.context import WebContext
 from mailer.web.error_pages import exception_handlers
 from mailer.web.health import health_route
 from mailer.web.links import LinkEndpoints
+from mailer.web.preferences import PreferenceEndpoints
 from mailer.web.security import SecurityHeaders, base_headers, page_policy
+from mailer.web.signup import SignupEndpoints
 
 
 class _App(Starlette):
@@ -47,6 +50,8 @@ def create_app(config: Config | None = None) -> Starlette:
             *ArchiveEndpoints(web).routes(),
             health_route(web),
             *LinkEndpoints(web).routes(),
+            *SignupEndpoints(web).routes(),
+            *PreferenceEndpoints(web).routes(),
         ],
         exception_handlers=exception_handlers(web),
         lifespan=lambda app: web.running(),

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 from mailer.config import Config
 from mailer.errors import TokenError
 from mailer.store.checkpoint import WalCheckpointer
+from mailer.store.consent import consent_hash, record_consent_text
 from mailer.store.db import Store, open_store
 from mailer.store.unsubscribe import LinkState
 from mailer.tokens import TokenClaims, read_token
@@ -35,6 +36,11 @@ class WebContext:
         self._store: Store | None = None
         self._batcher: UnsubscribeBatcher | None = None
         self._db_threads: anyio.CapacityLimiter | None = None
+        # The consent text the sign-up form shows now, by its version (stored at start-up).
+        self.consent_hash = consent_hash(config.consent_text)
+        # Called after a sign-up queued a confirmation email: `mailer serve` wakes its
+        # outbox thread with it (other deployments poll, see README).
+        self.wake_outbox: Callable[[], None] = lambda: None
 
     @property
     def store(self) -> Store:
@@ -50,6 +56,11 @@ class WebContext:
     async def running(self) -> AsyncIterator[None]:
         """The app's lifespan: the store open, WAL checkpoints in the background."""
         store = await run_in_threadpool(open_store, self.config.database_url)
+        try:
+            await run_in_threadpool(record_consent_text, store, self.config.consent_text)
+        except BaseException:
+            store.close()
+            raise
         self._store, self._batcher = store, UnsubscribeBatcher(store)
         checkpoints = WalCheckpointer(store)
         checkpoints.start()

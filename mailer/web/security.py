@@ -27,14 +27,16 @@ def style_hash(css: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def page_policy(css: str) -> str:
+def page_policy(css: str, frame_ancestors: str = "'none'") -> str:
+    """The app's own pages' policy; ``frame_ancestors`` lists who may frame the page (only
+    the sign-up form's pages may name any: the operator's ``signup_frame_ancestors``)."""
     return "; ".join(
         (
             "default-src 'none'",
             f"style-src {style_hash(css)}",
             "img-src 'self'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {frame_ancestors}",
             "base-uri 'none'",
         )
     )
@@ -68,7 +70,12 @@ def base_headers(policy: str, *, https: bool) -> dict[str, str]:
 
 
 class SecurityHeaders:
-    """ASGI middleware adding ``headers`` to every response that does not set its own."""
+    """ASGI middleware adding ``headers`` to every response that does not set its own.
+
+    X-Frame-Options cannot name the sites that may frame a page, so a response whose own
+    policy allows some (``frame-ancestors`` other than ``'none'``) gets none: browsers that
+    know CSP go by frame-ancestors anyway.
+    """
 
     def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
         self.app = app
@@ -82,7 +89,10 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
-                present = {name.lower() for name, _ in headers}
+                present = {name.lower(): value for name, value in headers}
+                policy = present.get(b"content-security-policy", b"frame-ancestors 'none'")
+                if b"frame-ancestors 'none'" not in policy:
+                    present[b"x-frame-options"] = b""
                 missing = [(k, v) for k, v in self.raw if k not in present]
                 message["headers"] = [*headers, *missing]
             await send(message)

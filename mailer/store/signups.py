@@ -1,0 +1,424 @@
+"""Sign-ups with double opt-in: record one, show its link's page, confirm it.
+
+A sign-up is not a subscriber: it lives in ``signups`` (one per address) until its link is
+confirmed or it expires, and is never sent an issue. Recording one writes, in ONE
+transaction, the sign-up and its confirmation email's outbox row (sent in the background by
+:mod:`mailer.send.outbox`), after three rate limits held in the database
+(:mod:`mailer.store.limits`), so they hold across web workers and hosts:
+
+* per client (``signup_ip_rate``): past it, nothing is recorded;
+* per address: one confirmation email per 24 hours; a repeat records nothing;
+* for all (``signup_emails_per_hour``): past it the sign-up is kept *held*, without an
+  email, for the operator to re-send (``mailer signups resend``) or let expire.
+
+Each confirmation email carries a fresh random nonce (the link's token is the nonce, signed;
+:func:`mailer.tokens.make_signup_token`); the database keeps its hash, and the nonce itself
+only in the outbox row until the email is final. A newer email replaces the older link.
+
+Confirming makes the address an active subscriber (a new one, or a returning one whose
+history is kept; a forgotten address becomes a fresh subscriber and its erasure hash goes)
+and writes the proof of consent (:mod:`mailer.store.consent`). The link then stays usable
+for a short grace (a repeated POST sees the welcome page again), then is gone.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from mailer.config import Config
+from mailer.errors import DatabaseUnavailable
+from mailer.settings import rate_window
+from mailer.store import db, limits
+from mailer.store.addresses import MAX_NAME, address_hash
+from mailer.store.db import Store
+from mailer.store.models import (
+    Consent,
+    ConsentText,
+    ForgottenAddress,
+    OutboxStatus,
+    Signup,
+    SignupMail,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    utcnow,
+)
+from mailer.store.status import StatusChange, change_statuses
+from mailer.tokens import new_signup_nonce, new_uid, signup_lookup_hash
+
+SOURCE_SIGNUP = "signup"  # the subscriber's status source after a confirmed sign-up
+CONFIRM_GRACE = timedelta(minutes=10)  # a confirmed link still answers (a double click)
+PER_ADDRESS = timedelta(hours=24)  # one confirmation email per address per this
+_HOUR = timedelta(hours=1)
+_SIGNUPS = cast(Table, Signup.__table__)
+_OUTBOX = cast(Table, SignupMail.__table__)
+_SUBSCRIBERS = cast(Table, Subscriber.__table__)
+_EVENTS = cast(Table, SubscriberEvent.__table__)
+_REASON = "confirmed sign-up"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class SignupLimits:
+    per_client: int
+    client_window: timedelta
+    per_hour: int
+    link_valid: timedelta
+
+    @classmethod
+    def from_config(cls, config: Config) -> SignupLimits:
+        count, seconds = rate_window(config.signup_ip_rate)
+        return cls(
+            per_client=count,
+            client_window=timedelta(seconds=seconds),
+            per_hour=config.signup_emails_per_hour,
+            link_valid=timedelta(days=config.signup_link_days),
+        )
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """A sign-up from a person (the bots are filtered before): the normalised address and
+    its key, a display name, where the form was, the client and the consent text's hash."""
+
+    email: str
+    key: str
+    name: str
+    form: str
+    ip: str
+    consent_sha256: str
+
+
+class Outcome(enum.StrEnum):
+    QUEUED = "queued"  # a confirmation email is in the outbox
+    HELD = "held"  # kept, not mailed: the hourly cap of confirmation emails is reached
+    ADDRESS_LIMITED = "address-limited"  # this address was sent one in the last 24 hours
+    CLIENT_LIMITED = "client-limited"  # this client signed up too often: nothing recorded
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: Outcome
+    cap_reached_now: bool = False  # this sign-up was the first over the cap in its hour
+
+
+def clean_name(raw: str) -> str:
+    """A name from a form: control characters (CR, LF, ...) as spaces, at most 200 chars."""
+    return " ".join(_CONTROL.sub(" ", raw).split())[:MAX_NAME]
+
+
+@contextmanager
+def _writing(store: Store) -> Iterator[Connection]:
+    """A write transaction that holds the write lock before it reads (see unsubscribe.py)."""
+    try:
+        with store.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {db.LOCK_WAIT_MS:d}")
+            yield conn
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def record_signup(
+    store: Store, request: SignupRequest, rules: SignupLimits, now: datetime | None = None
+) -> Recorded:
+    """Record a sign-up and queue its confirmation email, within the limits (module doc)."""
+    now = now or utcnow()
+    with _writing(store) as conn:
+        if limits.hit(conn, limits.client_key(request.ip), rules.client_window, now) > (
+            rules.per_client
+        ):
+            return Recorded(Outcome.CLIENT_LIMITED)
+        to_key = limits.limit_key("to", request.key)
+        if limits.hit(conn, to_key, PER_ADDRESS, now) > 1:
+            return Recorded(Outcome.ADDRESS_LIMITED)
+        total = limits.hit(conn, limits.GLOBAL_KEY, _HOUR, now)
+        if total > rules.per_hour:
+            limits.forget_key(conn, to_key)  # no email went: the address's day is not spent
+            _hold(conn, request, rules, now)
+            return Recorded(Outcome.HELD, cap_reached_now=total == rules.per_hour + 1)
+        _queue(conn, request, rules, now)
+    return Recorded(Outcome.QUEUED)
+
+
+def _details(request: SignupRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "email": request.email,
+        "name": request.name,
+        "signed_up_at": now,
+        "form": request.form,
+        "ip": request.ip,
+        "consent_sha256": request.consent_sha256,
+    }
+
+
+def _hold(conn: Connection, request: SignupRequest, rules: SignupLimits, now: datetime) -> None:
+    """Keep the sign-up without a link (an existing one is left as it is)."""
+    values = {**_details(request, now), "email_key": request.key}
+    conn.execute(
+        _insert(conn)(_SIGNUPS)
+        .values(**values, token_hash=None, expires_at=now + rules.link_valid)
+        .on_conflict_do_nothing(index_elements=[_SIGNUPS.c.email_key])
+    )
+
+
+def _queue(conn: Connection, request: SignupRequest, rules: SignupLimits, now: datetime) -> None:
+    """Upsert the sign-up with a new link and put its email in the outbox (replacing one
+    not sent yet)."""
+    nonce = new_signup_nonce()
+    fresh = {
+        **_details(request, now),
+        "token_hash": signup_lookup_hash(nonce),
+        "expires_at": now + rules.link_valid,
+        "mailed_at": now,
+        "confirmed_at": None,
+    }
+    statement = _insert(conn)(_SIGNUPS).values(**fresh, email_key=request.key)
+    signup_id: int = conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_SIGNUPS.c.email_key], set_=fresh
+        ).returning(_SIGNUPS.c.id)
+    ).scalar_one()
+    _mail(conn, signup_id, nonce, now)
+
+
+def _mail(conn: Connection, signup_id: int, nonce: bytes, now: datetime) -> None:
+    conn.execute(
+        delete(_OUTBOX).where(
+            _OUTBOX.c.signup_id == signup_id, _OUTBOX.c.status == OutboxStatus.PENDING
+        )
+    )
+    conn.execute(
+        insert(_OUTBOX).values(
+            signup_id=signup_id,
+            nonce=nonce.hex(),
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner="",
+            last_reply="",
+            message_id="",
+            created_at=now,
+        )
+    )
+
+
+def resend_held(store: Store, rules: SignupLimits, now: datetime | None = None) -> int:
+    """Queue the confirmation email of every held sign-up not expired (the operator's call:
+    past the hourly cap; still one email per address per 24 hours). Return how many."""
+    now = now or utcnow()
+    queued = 0
+    with _writing(store) as conn:
+        held = conn.execute(
+            select(_SIGNUPS.c.id, _SIGNUPS.c.email_key).where(
+                _SIGNUPS.c.token_hash.is_(None),
+                _SIGNUPS.c.confirmed_at.is_(None),
+                _SIGNUPS.c.expires_at > now,
+            )
+        ).all()
+        for signup_id, key in held:
+            if limits.hit(conn, limits.limit_key("to", key), PER_ADDRESS, now) > 1:
+                continue
+            nonce = new_signup_nonce()
+            conn.execute(
+                update(_SIGNUPS)
+                .where(_SIGNUPS.c.id == signup_id)
+                .values(
+                    token_hash=signup_lookup_hash(nonce),
+                    mailed_at=now,
+                    expires_at=now + rules.link_valid,
+                )
+            )
+            _mail(conn, signup_id, nonce, now)
+            queued += 1
+    return queued
+
+
+# --- the link ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignupView:
+    """A sign-up as its link's page shows it."""
+
+    email: str
+    name: str  # to prefill the page's name field
+    consent_text: str
+    confirmed: bool  # confirmed already (within the grace): the welcome page
+
+
+def _live(row: Row[Any] | None, now: datetime) -> bool:
+    """Whether a sign-up's link still works: unconfirmed and unexpired, or confirmed within
+    the grace."""
+    if row is None:
+        return False
+    if row.confirmed_at is not None:
+        return bool(now - row.confirmed_at <= CONFIRM_GRACE)
+    return bool(row.expires_at > now)
+
+
+def signup_view(store: Store, token_hash: str, now: datetime | None = None) -> SignupView | None:
+    """What the link with ``token_hash`` shows (None: unknown, expired or used); changes
+    nothing."""
+    now = now or utcnow()
+    query = (
+        select(_SIGNUPS, ConsentText.text, _SUBSCRIBERS.c.name.label("known_name"))
+        .join(ConsentText, ConsentText.sha256 == _SIGNUPS.c.consent_sha256)
+        .outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.email_key == _SIGNUPS.c.email_key)
+        .where(_SIGNUPS.c.token_hash == token_hash)
+    )
+    try:
+        with store.engine.connect() as conn:
+            row = conn.execute(query).first()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
+    if row is None or not _live(row, now):
+        return None
+    name = row.name or row.known_name or ""
+    return SignupView(row.email, name, row.text, row.confirmed_at is not None)
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    email: str
+    again: bool  # a repeated POST within the grace: nothing changed
+
+
+def confirm_signup(
+    store: Store, token_hash: str, name: str | None = None, now: datetime | None = None
+) -> Confirmed | None:
+    """Make the sign-up's address an active subscriber, with its consent record.
+
+    ``name`` is what the confirmation page's field held (None: keep the sign-up's). None when
+    the link is unknown, expired, or used longer ago than the grace.
+    """
+    now = now or utcnow()
+    with _writing(store) as conn:
+        query = select(_SIGNUPS).where(_SIGNUPS.c.token_hash == token_hash)
+        row = conn.execute(query.with_for_update()).first()
+        if row is None or not _live(row, now):
+            return None
+        if row.confirmed_at is not None:
+            return Confirmed(row.email, again=True)
+        subscriber_id = _activate(conn, row, row.name if name is None else name, now)
+        conn.execute(
+            insert(cast(Table, Consent.__table__)).values(
+                subscriber_id=subscriber_id,
+                signed_up_at=row.signed_up_at,
+                confirmed_at=now,
+                form=row.form,
+                ip=row.ip,
+                consent_sha256=row.consent_sha256,
+            )
+        )
+        conn.execute(update(_SIGNUPS).where(_SIGNUPS.c.id == row.id).values(confirmed_at=now))
+        conn.execute(update(_OUTBOX).where(_OUTBOX.c.signup_id == row.id).values(nonce=""))
+    return Confirmed(row.email, again=False)
+
+
+def _activate(conn: Connection, signup: Row[Any], name: str, now: datetime) -> int:
+    """The subscriber of ``signup``'s address made active (created if new); its id.
+
+    A new subscriber's history starts with this sign-up ("" -> active); a returning one's
+    gains the change back to active, and keeps everything before it.
+    """
+    found = conn.execute(
+        select(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.name)
+        .where(_SUBSCRIBERS.c.email_key == signup.email_key)
+        .with_for_update()
+    ).first()
+    name = clean_name(name)
+    if found is not None:
+        if name != found.name:
+            conn.execute(
+                update(_SUBSCRIBERS)
+                .where(_SUBSCRIBERS.c.id == found.id)
+                .values(name=name, updated_at=now)
+            )
+        old = SubscriberStatus(found.status)
+        if old != SubscriberStatus.ACTIVE:
+            change = StatusChange(found.id, old, SubscriberStatus.ACTIVE, SOURCE_SIGNUP, _REASON)
+            change_statuses(conn, [change])
+        return int(found.id)
+    forgotten = cast(Table, ForgottenAddress.__table__)
+    conn.execute(
+        delete(forgotten).where(forgotten.c.address_hash == address_hash(signup.email_key))
+    )
+    subscriber_id: int = conn.execute(
+        insert(_SUBSCRIBERS)
+        .values(
+            uid=new_uid(),
+            email=signup.email,
+            email_key=signup.email_key,
+            name=name,
+            status=SubscriberStatus.ACTIVE,
+            attributes={},
+            created_at=now,
+            updated_at=now,
+            status_changed_at=now,
+            status_source=SOURCE_SIGNUP,
+            status_reason=_REASON,
+        )
+        .returning(_SUBSCRIBERS.c.id)
+    ).scalar_one()
+    conn.execute(
+        insert(_EVENTS).values(
+            subscriber_id=subscriber_id,
+            at=now,
+            old_status="",
+            new_status=SubscriberStatus.ACTIVE.value,
+            source=SOURCE_SIGNUP,
+            reason=_REASON,
+            issue_id=None,
+        )
+    )
+    return subscriber_id
+
+
+# --- upkeep --------------------------------------------------------------------------------
+
+
+def spent(now: datetime) -> ColumnElement[bool]:
+    """The sign-ups whose link no longer works: expired, or confirmed before the grace."""
+    return or_(
+        _SIGNUPS.c.confirmed_at <= now - CONFIRM_GRACE,
+        _SIGNUPS.c.confirmed_at.is_(None) & (_SIGNUPS.c.expires_at <= now),
+    )
+
+
+def purge_signups(conn: Connection, now: datetime) -> int:
+    """Delete the spent sign-ups (their outbox rows go with them); return how many."""
+    result = conn.execute(delete(_SIGNUPS).where(spent(now)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def forget_signups(conn: Connection, email_key: str) -> None:
+    """Erase an address's sign-up and its per-address counter (GDPR ``forget``)."""
+    conn.execute(delete(_SIGNUPS).where(_SIGNUPS.c.email_key == email_key))
+    limits.forget_key(conn, limits.limit_key("to", email_key))
