@@ -306,8 +306,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("copyright", "", "Footer line.", "newsletter", example="© Example"),
     Setting("why_received", "", "Footer line: why the reader gets this email.", "newsletter",
             example="You received this email because you subscribed to My Newsletter."),
-    Setting("language", "en", "The language the issues are written in: <html lang>, and "
-            "dir=rtl for right-to-left scripts (Arabic, Hebrew, Persian, Urdu, ...).",
+    Setting("language", "en", "The language the issues are written in: the email's lang "
+            "attribute, and a right-to-left layout for Arabic, Hebrew, Persian, Urdu, ...",
             "newsletter", Language(), example="en"),
     Setting("list_id_domain", "", "List-Id: a label under a domain you own, one per list.",
             "newsletter", default_doc="the name as a label under from_address's domain"),

@@ -107,13 +107,15 @@ def parse_snippet(path: Path, text: str) -> Article:
 
     values = _text_values(path, data, line_of)
     _check_values(path, values, line_of)
-    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
+    rest = lines[end + 1 :]
+    blank = next((i for i, line in enumerate(rest) if line), len(rest))  # stripped below
+    body = "\n".join(rest).strip("\n") + "\n"
     return Article(
         slug=path.stem,
         path=path,
         title=values["title"],
         body=body,
-        body_line=end + 2,
+        body_line=end + 2 + blank,
         link=values.get("link", ""),
         link_text=values.get("link_text") or DEFAULT_LINK_TEXT,
         image=values.get("image", ""),

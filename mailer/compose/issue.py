@@ -80,6 +80,7 @@ def load_issue(issue_dir: Path) -> Issue:
     problem = slug_problem(slug)
     if problem:
         raise IssueError(f"{issue_dir}: the folder name {show(slug)} {problem}")
+    snippets = _snippet_paths(issue_dir)  # first: names the folder if it cannot be listed
     manifest_path = issue_dir / MANIFEST
     if not os.path.lexists(manifest_path):
         raise IssueError(f"{manifest_path}: missing manifest (every issue folder needs one)")
@@ -93,7 +94,6 @@ def load_issue(issue_dir: Path) -> Issue:
     where = _Locator(manifest_path, text)
     meta, notice, plan = _read_manifest(data, where, slug)
 
-    snippets = _snippet_paths(issue_dir)
     _check_plan(plan, snippets, where, issue_dir)
     sources: list[tuple[str, bytes]] = [(MANIFEST, raw_manifest)]
     articles: dict[str, Article] = {}

@@ -160,7 +160,7 @@ def render_layout(context: dict[str, Any], layouts_dir: Path, name: str = LAYOUT
         raise IssueError(f"{_template_line(exc, path)}: layout error: {exc}") from None
     except OSError as exc:  # the layout (or a file it includes) cannot be read
         where = exc.filename or path
-        raise IssueError(f"{where}: cannot read the layout: {exc.strerror or exc}") from None
+        raise IssueError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
 
 def _template_line(exc: BaseException, default: Path) -> str:
