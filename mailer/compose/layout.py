@@ -19,6 +19,7 @@ from babel import Locale, UnknownLocaleError
 from mailer.compose.markdown import ParsedIssue, heading_level
 from mailer.compose.model import PERSONAL_FIELDS, Newsletter, slot
 from mailer.errors import IssueError
+from mailer.settings import show
 
 LAYOUT = "newsletter.mjml.j2"  # the email's layout, in Newsletter.layouts_dir
 
@@ -108,7 +109,7 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
 def _slot(name: str) -> str:
     if name not in PERSONAL_FIELDS:
         raise jinja2.UndefinedError(
-            f"slot({name!r}) is not a personal field (one of {', '.join(PERSONAL_FIELDS)})"
+            f"slot({show(name)}) is not a personal field (one of {', '.join(PERSONAL_FIELDS)})"
         )
     return slot(name)
 

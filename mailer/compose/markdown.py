@@ -20,6 +20,7 @@ from markupsafe import Markup
 from mailer.compose.issue import MANIFEST, Issue, Section
 from mailer.compose.model import SLOT_MARKER
 from mailer.errors import IssueError
+from mailer.settings import show
 
 # Sections' titles are <h2>; an article's title is <h3> under one, <h2> in an untitled
 # section (no level skipped after the masthead's <h1>); a snippet's headings sit below it.
@@ -75,7 +76,7 @@ def parse(
             target = str(child.attrs.get("href" if child.type == "link_open" else "src", ""))
             if child.type in ("link_open", "image") and not _ABSOLUTE.match(target):
                 warnings.append(
-                    f"{where}: {target!r} is not an absolute URL: it will not work in an email"
+                    f"{where}: {show(target)} is not an absolute URL: it will not work in an email"
                 )
     return Parsed(tuple(tokens), tuple(warnings))
 

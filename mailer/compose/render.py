@@ -178,7 +178,7 @@ def render_mjml(mjml: str, layout: Path) -> str:
     try:
         result = mjml_to_html(mjml)
     except Exception as exc:  # mjml-python signals bad input with any exception type
-        raise IssueError(f"{layout}: MJML could not be rendered: {exc!r}") from None
+        raise IssueError(f"{layout}: MJML could not be rendered: {exc!r:.200}") from None
     if result.errors:
         raise IssueError(f"{layout}: invalid MJML: {'; '.join(result.errors)}")
     html = hide_preview(strip_web_fonts(result.html))
@@ -247,7 +247,7 @@ def inline_css(html: str, layout: Path | None = None) -> str:
         out: str = premailer.transform()
     except Exception as exc:  # lxml/cssutils errors: the layout's markup or CSS is broken
         where = f"{layout}: " if layout else ""
-        raise IssueError(f"{where}CSS inlining failed: {exc!r}") from None
+        raise IssueError(f"{where}CSS inlining failed: {exc!r:.200}") from None
     return "<!doctype html>\n" + compact(out)
 
 

@@ -9,6 +9,7 @@ and files that cannot be read for lack of permission.
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import pwd
 import shutil
@@ -386,6 +387,14 @@ def test_an_unreadable_file_or_folder_is_one_line(open_tmp: Path, what: str) -> 
                 str(open_tmp / "out"),
             ],
         )
+        config = open_tmp / "config" / "mailer.toml"
+        preview = Preview(
+            open_tmp / "issues" / SMALL_ISSUE.name,
+            lambda: Newsletter.from_config(load_config(config)),
+            extra=[config],
+        )
+        status, _, page = preview.page("/")
     assert str(info.value) == expected(locked)
+    assert status == 500 and html.escape(expected(locked)) in page  # not a stale page
     assert result.exit_code == 1 and result.stderr == f"error: {expected(locked)}\n"
     assert not (open_tmp / "out").exists()
