@@ -84,10 +84,14 @@ def test_the_starter_parses_and_yields_the_defaults(tmp_path: Path, clean_env: N
         value = getattr(defaults, field.name)
         if isinstance(value, Path):  # relative defaults sit next to the config file
             value = tmp_path.resolve() / value
-        if field.name not in ("list_id_domain", "database_url"):  # computed, checked below
+        if field.name not in ("list_id_domain", "database_url", "consent_text"):  # computed
             assert getattr(loaded, field.name) == value, field.name
     assert loaded.database_url == f"sqlite:///{tmp_path.resolve() / 'subscribers.db'}"
     assert loaded.list_id_domain == "my-newsletter.example.org"
+    assert loaded.consent_text == (
+        "Yes, please send me My Newsletter by email. I can unsubscribe at any time with the "
+        "link in every issue."
+    )
 
 
 def test_commented_lines_of_the_starter_are_valid_when_uncommented(

@@ -11,6 +11,7 @@ import typer
 
 from mailer.cli.app import app, get_config
 from mailer.errors import CsvError, InvalidAttribute
+from mailer.store.consent import consent_records
 from mailer.store.csv_export import export_csv
 from mailer.store.csv_import import ImportResult, import_file
 from mailer.store.db import Store, open_store
@@ -77,9 +78,10 @@ def remove(
 
 @subscribers_app.command("show")
 def show(ctx: typer.Context, email: str = EMAIL) -> None:
-    """Show one subscriber and their status history."""
+    """Show one subscriber, their status history and proof of consent."""
     with _store(ctx) as store:
         s = get_subscriber(store, email)
+        consents = consent_records(store, s.id)
     typer.echo(f"email:      {s.email}")
     typer.echo(f"name:       {s.name}")
     typer.echo(f"status:     {s.status} since {s.status_changed_at:%Y-%m-%d %H:%M} UTC")
@@ -94,6 +96,13 @@ def show(ctx: typer.Context, email: str = EMAIL) -> None:
             f"history:    {e.at:%Y-%m-%d %H:%M} {e.old_status or '-'} -> {e.new_status} "
             f"({e.source}{': ' + e.reason if e.reason else ''})"
         )
+    for c in consents:
+        where = f"{c.form} from {c.ip}" if c.ip else c.form
+        typer.echo(
+            f"consent:    signed up {c.signed_up_at:%Y-%m-%d %H:%M:%S} UTC on {where}, "
+            f"confirmed {c.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        typer.echo(f"            to the text {c.text_sha256[:16]}…: {c.text}")
 
 
 @subscribers_app.command("list")

@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import mailer
+from mailer.compose.confirmation import LAYOUT_FILES as CONFIRMATION_LAYOUTS
 from mailer.compose.issue import Issue, load_issue
 from mailer.compose.layout import LAYOUT, layout_context, render_layout
 from mailer.compose.markdown import ParsedIssue, parse_issue
@@ -130,7 +131,8 @@ def content_hash(parsed: ParsedIssue, newsletter: Newsletter) -> str:
 
     The newsletter goes in field by field (:class:`Newsletter` says why the order matters):
     a folder as ``layouts/<file>`` entries, text as ``config/<name>``, labels kept from
-    when these came from the whole config, so a ledger's recorded hashes still match.
+    when these came from the whole config, so a ledger's recorded hashes still match. The
+    sign-up's confirmation layouts are skipped: they are no part of any issue.
     """
     digest = hashlib.sha256()
 
@@ -147,6 +149,8 @@ def content_hash(parsed: ParsedIssue, newsletter: Newsletter) -> str:
             continue  # as before the field existed (Newsletter says why)
         if isinstance(value, Path):
             for path in sorted(p for p in value.rglob("*") if p.is_file()):
+                if path.relative_to(value).as_posix() in CONFIRMATION_LAYOUTS:
+                    continue  # the sign-up's email, no part of any issue
                 add(f"layouts/{path.relative_to(value).as_posix()}", _read_layout(path))
         else:
             add(f"config/{f.name}", str(value).encode())

@@ -6,6 +6,7 @@ nothing, so importing a module of the package costs only that module.
 """
 
 __all__ = [
+    "addresses",
     "archive",
     "checkpoint",
     "consent",

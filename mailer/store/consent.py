@@ -70,5 +70,5 @@ def consent_records(store: Store, subscriber_id: int) -> Sequence[ConsentRecord]
     with store.session() as session:
         return [
             ConsentRecord(c.signed_up_at, c.confirmed_at, c.form, c.ip, c.consent_sha256, text)
-            for c, text in session.execute(query).tuples()
+            for c, text in session.execute(query)
         ]

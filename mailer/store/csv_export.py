@@ -1,9 +1,12 @@
 """Exporting subscribers as CSV, streamed, in the format ``import`` reads back.
 
 Columns: uid, email, name, status, created_at, updated_at, status_changed_at,
-status_source, status_reason, then one column per attribute name (sorted). Timestamps are
-ISO 8601 UTC. Importing the file into an empty database restores every subscriber with the
-same uid (so links in issues already sent keep working), status and timestamps.
+status_source, status_reason, the latest proof of consent of a subscriber who signed up on
+the form (consent_signed_up_at, consent_confirmed_at, consent_form, consent_ip,
+consent_text_sha256, consent_text: empty for one added otherwise), then one column per
+attribute name (sorted). Timestamps are ISO 8601 UTC. Importing the file into an empty
+database restores every subscriber with the same uid (so links in issues already sent keep
+working), status and timestamps; the consent columns are for the record (import skips them).
 """
 
 from __future__ import annotations
@@ -14,15 +17,30 @@ from datetime import datetime
 from functools import lru_cache
 from typing import IO, Any, cast
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Table, func, select, text
 
 from mailer.store.db import Store
-from mailer.store.models import Subscriber
-from mailer.store.subscribers import FIELD_COLUMNS
+from mailer.store.models import Consent, ConsentText, Subscriber
+from mailer.store.subscribers import CONSENT_COLUMNS, FIELD_COLUMNS
 
 COLUMNS = FIELD_COLUMNS  # export writes exactly what import reads back
 BATCH = 5000
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
+_CONSENTS = cast(Table, Consent.__table__)
+_TEXTS = cast(Table, ConsentText.__table__)
+_LATEST = (
+    select(_CONSENTS)
+    .where(_CONSENTS.c.id.in_(select(func.max(_CONSENTS.c.id)).group_by(_CONSENTS.c.subscriber_id)))
+    .subquery()
+)
+_CONSENT_VALUES = (
+    _LATEST.c.signed_up_at,
+    _LATEST.c.confirmed_at,
+    _LATEST.c.form,
+    _LATEST.c.ip,
+    _LATEST.c.consent_sha256,
+    _TEXTS.c.text,
+)
 
 
 def export_csv(store: Store, out: IO[str]) -> int:
@@ -36,20 +54,32 @@ def export_csv(store: Store, out: IO[str]) -> int:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         keys = _attribute_names(conn)
         writer = csv.writer(out)
-        writer.writerow([*COLUMNS, *keys])
-        query = select(*(_SUBSCRIBERS.c[c] for c in COLUMNS), _SUBSCRIBERS.c.attributes)
+        writer.writerow([*COLUMNS, *CONSENT_COLUMNS, *keys])
+        query = (
+            select(
+                *(_SUBSCRIBERS.c[c] for c in COLUMNS), *_CONSENT_VALUES, _SUBSCRIBERS.c.attributes
+            )
+            .outerjoin_from(_SUBSCRIBERS, _LATEST, _LATEST.c.subscriber_id == _SUBSCRIBERS.c.id)
+            .outerjoin(_TEXTS, _TEXTS.c.sha256 == _LATEST.c.consent_sha256)
+        )
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
             query.order_by(_SUBSCRIBERS.c.id)
         )
         count = 0
         when = _isoformat
         blank = [""] * len(keys)
+        no_consent = [""] * len(CONSENT_COLUMNS)
         for partition in result.partitions():
             rows = []
             for row in partition:
-                uid, email, name, status, created, updated, changed, source, why, a = row
+                uid, email, name, status, created, updated, changed, source, why = row[:9]
+                signed, confirmed, form, ip, digest, wording, a = row[9:]
                 values = [uid, email, name, status.value, when(created), when(updated)]
                 values += [when(changed), source, why]
+                if confirmed is None:
+                    values += no_consent
+                else:
+                    values += [when(signed), when(confirmed), form, ip, digest, wording]
                 values += [_cell(a.get(k)) for k in keys] if a else blank
                 rows.append(values)
             writer.writerows(rows)

@@ -39,7 +39,17 @@ _ALIASES = {
     "full_name": "name",
 }
 _READ_BACK = ("uid", "status", "created_at", "status_changed_at", "status_source")
-_IGNORED = ("updated_at", "status_reason")  # status_reason is read with status_source
+_IGNORED = (  # status_reason is read with status_source
+    "updated_at",
+    "status_reason",
+    # An export's proof of consent: for the record, not restored (nor made attributes).
+    "consent_signed_up_at",
+    "consent_confirmed_at",
+    "consent_form",
+    "consent_ip",
+    "consent_text_sha256",
+    "consent_text",
+)
 _UID = re.compile(r"[0-9a-f]{32}")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 

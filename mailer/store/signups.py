@@ -37,6 +37,7 @@ from sqlalchemy import (
     Row,
     Table,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -399,6 +400,46 @@ def _activate(conn: Connection, signup: Row[Any], name: str, now: datetime) -> i
         )
     )
     return subscriber_id
+
+
+# --- for the operator ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingSignup:
+    email: str
+    state: str  # "held" (no email: the hourly cap), "mailing", "sent", "failed"
+    signed_up_at: datetime
+    expires_at: datetime
+    last_reply: str  # the mail server's last answer about its email
+
+
+def pending_signups(store: Store) -> list[PendingSignup]:
+    """The sign-ups not confirmed yet, oldest first, with their email's state."""
+    latest = (
+        select(_OUTBOX.c.signup_id, _OUTBOX.c.status, _OUTBOX.c.last_reply)
+        .where(_OUTBOX.c.id.in_(select(func.max(_OUTBOX.c.id)).group_by(_OUTBOX.c.signup_id)))
+        .subquery()
+    )
+    query = (
+        select(_SIGNUPS, latest.c.status.label("mail"), latest.c.last_reply)
+        .outerjoin(latest, latest.c.signup_id == _SIGNUPS.c.id)
+        .where(_SIGNUPS.c.confirmed_at.is_(None))
+        .order_by(_SIGNUPS.c.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    states = {None: "held", "pending": "mailing", "sent": "sent", "failed": "failed"}
+    return [
+        PendingSignup(
+            row.email,
+            "held" if row.token_hash is None else states.get(row.mail, "mailing"),
+            row.signed_up_at,
+            row.expires_at,
+            row.last_reply or "",
+        )
+        for row in rows
+    ]
 
 
 # --- upkeep --------------------------------------------------------------------------------

@@ -53,7 +53,10 @@ def serve(app: Starlette, sock: socket.socket) -> None:
     import uvicorn  # only a serving process needs it
 
     # No access log: its lines would hold the tokens (the proxy's log is the place for one).
-    server = uvicorn.Server(uvicorn.Config(app, server_header=False, access_log=False))
+    # No proxy headers: the app reads X-Forwarded-For itself, from trusted_proxies only.
+    server = uvicorn.Server(
+        uvicorn.Config(app, server_header=False, access_log=False, proxy_headers=False)
+    )
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down gracefully, as it does alone

@@ -11,7 +11,13 @@ from mailer.store.csv_export import COLUMNS, export_csv
 from mailer.store.csv_import import ImportResult, import_csv
 from mailer.store.db import Store, create_db_engine, open_store
 from mailer.store.models import SubscriberStatus
-from mailer.store.subscribers import add_subscriber, forget, get_subscriber, set_status
+from mailer.store.subscribers import (
+    CONSENT_COLUMNS,
+    add_subscriber,
+    forget,
+    get_subscriber,
+    set_status,
+)
 
 ImportText = Callable[..., ImportResult]  # the import_text fixture (tests/store/conftest.py)
 
@@ -44,9 +50,12 @@ def test_export_has_every_column(store: Store) -> None:
     _fill(store)
     text = _export(store)
     # Every row has every column, also a subscriber without attributes.
-    assert {len(r) for r in csv.reader(io.StringIO(text, newline=""))} == {len(COLUMNS) + 2}
+    assert {len(r) for r in csv.reader(io.StringIO(text, newline=""))} == {
+        len(COLUMNS) + len(CONSENT_COLUMNS) + 2
+    }
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert list(rows[0]) == [*COLUMNS, "notes", "org"]
+    assert list(rows[0]) == [*COLUMNS, *CONSENT_COLUMNS, "notes", "org"]
+    assert all(jane[c] == "" for c in CONSENT_COLUMNS for jane in rows)  # none signed up
     jane = rows[0]
     assert (jane["email"], jane["name"], jane["status"], jane["org"], jane["notes"]) == (
         "Jane@example.org",
@@ -105,4 +114,4 @@ def test_forgotten_address_is_not_exported(store: Store, import_text: ImportText
 
 
 def test_empty_list_exports_a_header(store: Store) -> None:
-    assert _export(store).splitlines() == [",".join(COLUMNS)]
+    assert _export(store).splitlines() == [",".join([*COLUMNS, *CONSENT_COLUMNS])]
