@@ -139,8 +139,8 @@ class SqlOutbox:
     def failed(self, mail: OutboxMail, reply: str) -> None:
         self._finish(mail, status=OutboxStatus.FAILED, nonce="", last_reply=reply)
 
-    def purge(self) -> int:
-        now = utcnow()
+    def purge(self, now: datetime | None = None) -> int:
+        now = now or utcnow()
         with self.store.engine.connect() as conn:  # a read first: most runs find nothing
             anything = conn.scalar(
                 select(exists().where(spent(now)) | exists().where(_LIMITS.c.window_end <= now))
