@@ -14,7 +14,8 @@ Pure decisions (no database, no clock of its own): :func:`judge` reads the submi
   stamp and honeypot, asking to press Subscribe once more: it works for people, and a bot
   that wanted to post once must now read a page and wait. So does a stamp older than
   :data:`MAX_AGE` (a tab left open), one whose page showed another consent text than the
-  current one, and a too-quick press on that second page.
+  current one, and a press on that second page within :data:`MIN_SECONDS_AGAIN` (its fields
+  are filled in, so a person may well be that quick: asked once more, never dropped).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mailer.tokens import FormStamp, read_form_stamp
 HONEYPOT = "website"
 STAMP = "stamp"
 MIN_SECONDS = 2  # a blank form filled in faster than this is a bot
+MIN_SECONDS_AGAIN = 1  # the filled-in second page pressed faster: asked once more
 MAX_AGE = 4 * 3600  # a stamp older than this asks again (a person may have left the tab)
 CLOCK_SKEW = 60  # workers' clocks may differ this much
 
@@ -65,8 +67,8 @@ def judge(form: Mapping[str, str], keys: Sequence[bytes], now: int, consent_hash
         return Judgement(Verdict.AGAIN, "stale stamp", stamp)
     if stamp.consent_hash != consent_hash:  # consent is to the words shown: show the new ones
         return Judgement(Verdict.AGAIN, "the consent text changed", stamp)
-    if age < MIN_SECONDS:
-        if stamp.kind == "again":  # the filled-in second page: a quick press is human
-            return Judgement(Verdict.AGAIN, "pressed again quickly", stamp)
+    if stamp.kind == "again" and age < MIN_SECONDS_AGAIN:
+        return Judgement(Verdict.AGAIN, "pressed again quickly", stamp)  # a person may
+    if stamp.kind == "form" and age < MIN_SECONDS:
         return Judgement(Verdict.BOT, f"submitted {age} s after the form was served")
     return Judgement(Verdict.PERSON, "ok", stamp)

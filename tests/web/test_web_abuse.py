@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mailer.tokens import FormStamp, make_form_stamp
-from mailer.web.abuse import MAX_AGE, MIN_SECONDS, Verdict, judge
+from mailer.web.abuse import MAX_AGE, MIN_SECONDS, MIN_SECONDS_AGAIN, Verdict, judge
 from mailer.web.client_ip import client_ip, parse_networks
 
 KEY = b"k" * 32
@@ -36,6 +36,7 @@ def verdict(form: dict[str, str]) -> Verdict:
         ({"email": "a@example.org", "stamp": stamp(MIN_SECONDS - 1)}, Verdict.BOT),
         # ... but the filled-in second page may be pressed at once: ask again, send nothing.
         ({"email": "a@example.org", "stamp": stamp(0, "again")}, Verdict.AGAIN),
+        ({"email": "a@example.org", "stamp": stamp(MIN_SECONDS_AGAIN, "again")}, Verdict.PERSON),
         # Forged, from another key, from the future.
         ({"email": "a@example.org", "stamp": stamp(10)[:-3] + "AAA"}, Verdict.BOT),
         ({"email": "a@example.org", "stamp": stamp(10, key=b"o" * 32)}, Verdict.BOT),
