@@ -12,15 +12,17 @@ Keys never hold an address in clear: an email address or client IP is hashed int
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, case, delete, select
+from sqlalchemy import Connection, Table, bindparam, case, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailer.store.models import SignupLimit
+from mailer.store.models import SignupLimit, UTCDateTime
 
 _LIMITS = cast(Table, SignupLimit.__table__)
 GLOBAL_KEY = "all"
@@ -44,20 +46,65 @@ def client_key(ip: str) -> str:
     return limit_key("ip", str(address))
 
 
-def hit(conn: Connection, key: str, window: timedelta, now: datetime) -> int:
-    """Count one hit on ``key``; return the hits in its window, this one included."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(_LIMITS).values(key=key, window_end=now + window, hits=1)
+@functools.cache
+def _hit(dialect: str) -> Any:
+    """The upsert of :func:`hit` for ``dialect``, built once (the sign-up's hot path)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now, fresh_end = bindparam("now", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime())
+    statement = insert(_LIMITS).values(key=bindparam("key"), window_end=fresh_end, hits=1)
     ended = _LIMITS.c.window_end <= now  # in DO UPDATE: the row as it was before this hit
-    upsert = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[_LIMITS.c.key],
         set_={
-            "window_end": case((ended, now + window), else_=_LIMITS.c.window_end),
+            "window_end": case((ended, fresh_end), else_=_LIMITS.c.window_end),
             "hits": case((ended, 1), else_=_LIMITS.c.hits + 1),
         },
     ).returning(_LIMITS.c.hits)
-    hits: int = conn.execute(upsert).scalar_one()
+
+
+def hit(conn: Connection, key: str, window: timedelta, now: datetime) -> int:
+    """Count one hit on ``key``; return the hits in its window, this one included."""
+    params = {"key": key, "now": now, "end": now + window}
+    hits: int = conn.execute(_hit(conn.dialect.name), params).scalar_one()
     return hits
+
+
+# Three rows in one upsert, written out: SQLAlchemy compiles a multi-row VALUES statement anew
+# for every execution (its cache skips them), which cost more than the statement itself. The
+# same text is valid on SQLite and PostgreSQL; in DO UPDATE the bare table name is the row as
+# it was, ``excluded`` the row proposed.
+_HIT_THREE = text(
+    "INSERT INTO signup_limits (key, window_end, hits) "
+    "VALUES (:key0, :end0, 1), (:key1, :end1, 1), (:key2, :end2, 1) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    "window_end = CASE WHEN signup_limits.window_end <= :now THEN excluded.window_end "
+    "ELSE signup_limits.window_end END, "
+    "hits = CASE WHEN signup_limits.window_end <= :now THEN 1 ELSE signup_limits.hits + 1 END "
+    "RETURNING key, hits"
+).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in ("end0", "end1", "end2", "now")))
+
+
+def hit_three(
+    conn: Connection, windows: Sequence[tuple[str, timedelta]], now: datetime
+) -> dict[str, int]:
+    """:func:`hit` on three distinct keys at once: ``{key: hits}``."""
+    params: dict[str, Any] = {"now": now}
+    for n, (key, window) in enumerate(windows):
+        params[f"key{n}"], params[f"end{n}"] = key, now + window
+    return {key: hits for key, hits in conn.execute(_HIT_THREE, params)}
+
+
+_UNHIT = (
+    update(_LIMITS)
+    .where(_LIMITS.c.key.in_(bindparam("keys", expanding=True)))
+    .values(hits=_LIMITS.c.hits - 1)
+)
+
+
+def unhit(conn: Connection, keys: Sequence[str]) -> None:
+    """Take back one hit on each of ``keys`` (counted by :func:`hit_three` in vain)."""
+    if keys:
+        conn.execute(_UNHIT, {"keys": list(keys)})
 
 
 def peek(conn: Connection, key: str, now: datetime) -> int:
@@ -68,8 +115,11 @@ def peek(conn: Connection, key: str, now: datetime) -> int:
     return int(row[0]) if row else 0
 
 
+_FORGET = delete(_LIMITS).where(_LIMITS.c.key == bindparam("key"))
+
+
 def forget_key(conn: Connection, key: str) -> None:
-    conn.execute(delete(_LIMITS).where(_LIMITS.c.key == key))
+    conn.execute(_FORGET, {"key": key})
 
 
 def purge_spent(conn: Connection, now: datetime) -> int:

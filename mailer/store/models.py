@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -235,10 +236,20 @@ class Signup(Base):
 
 
 class SignupMail(Base):
-    """The outbox: one confirmation email to send, written with its sign-up."""
+    """The outbox: one confirmation email to send, written with its sign-up. At most one
+    pending per sign-up (a newer email replaces it: one upsert on the form's hot path)."""
 
     __tablename__ = "signup_outbox"
-    __table_args__ = (Index("ix_signup_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_signup_outbox_due", "status", "next_attempt_at"),
+        Index(
+            "uq_signup_outbox_pending",
+            "signup_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     signup_id: Mapped[int] = mapped_column(ForeignKey("signups.id", ondelete="CASCADE"), index=True)

@@ -24,8 +24,9 @@ for a short grace (a repeated POST sees the welcome page again), then is gone.
 from __future__ import annotations
 
 import enum
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,11 +37,13 @@ from sqlalchemy import (
     Connection,
     Row,
     Table,
+    bindparam,
     delete,
     func,
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -142,92 +145,115 @@ def _writing(store: Store) -> Iterator[Connection]:
         raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
 
 
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+_FIELDS = ("email", "name", "signed_up_at", "form", "ip", "consent_sha256")
+_LINK = ("token_hash", "expires_at", "mailed_at", "confirmed_at")
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """The sign-up's statements for one dialect, built once (it is the form's hot path)."""
+
+    queue: Any  # upsert the sign-up with a new link, returning its id
+    hold: Any  # insert a sign-up without a link, unless the address has one
+    mail: Any  # upsert its email in the outbox (replacing one not sent yet)
+
+
+@functools.cache
+def _sql(dialect: str) -> _Sql:
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values: dict[str, Any] = {name: bindparam(name) for name in ("email_key", *_FIELDS, *_LINK)}
+    new = insert_(_SIGNUPS).values(values)
+    queue = new.on_conflict_do_update(
+        index_elements=[_SIGNUPS.c.email_key],
+        set_={name: new.excluded[name] for name in (*_FIELDS, *_LINK)},
+    ).returning(_SIGNUPS.c.id)
+    hold = (
+        insert_(_SIGNUPS)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[_SIGNUPS.c.email_key])
+    )
+    columns = [c.name for c in _OUTBOX.c if c.name not in ("id", "signup_id")]
+    email = insert_(_OUTBOX).values({c: bindparam(c) for c in ("signup_id", *columns)})
+    mail = email.on_conflict_do_update(
+        index_elements=[_OUTBOX.c.signup_id],
+        index_where=text("status = 'pending'"),  # uq_signup_outbox_pending's predicate
+        set_={c: email.excluded[c] for c in columns},
+    )
+    return _Sql(queue, hold, mail)
 
 
 def record_signup(
     store: Store, request: SignupRequest, rules: SignupLimits, now: datetime | None = None
 ) -> Recorded:
     """Record a sign-up and queue its confirmation email, within the limits (module doc)."""
+    return record_signups(store, [request], rules, now)[0]
+
+
+def record_signups(
+    store: Store,
+    requests: Sequence[SignupRequest],
+    rules: SignupLimits,
+    now: datetime | None = None,
+) -> list[Recorded]:
+    """:func:`record_signup` for many in ONE transaction, in order (the web app's group
+    commit: the sign-ups that arrive while one transaction runs go in the next)."""
     now = now or utcnow()
     with _writing(store) as conn:
-        if limits.hit(conn, limits.client_key(request.ip), rules.client_window, now) > (
-            rules.per_client
-        ):
-            return Recorded(Outcome.CLIENT_LIMITED)
-        to_key = limits.limit_key("to", request.key)
-        if limits.hit(conn, to_key, PER_ADDRESS, now) > 1:
-            return Recorded(Outcome.ADDRESS_LIMITED)
-        total = limits.hit(conn, limits.GLOBAL_KEY, _HOUR, now)
-        if total > rules.per_hour:
-            limits.forget_key(conn, to_key)  # no email went: the address's day is not spent
-            _hold(conn, request, rules, now)
-            return Recorded(Outcome.HELD, cap_reached_now=total == rules.per_hour + 1)
-        _queue(conn, request, rules, now)
-    return Recorded(Outcome.QUEUED)
+        return [_record(conn, request, rules, now) for request in requests]
 
 
-def _details(request: SignupRequest, now: datetime) -> dict[str, Any]:
-    return {
+def _record(
+    conn: Connection, request: SignupRequest, rules: SignupLimits, now: datetime
+) -> Recorded:
+    sql = _sql(conn.dialect.name)
+    client, to_key = limits.client_key(request.ip), limits.limit_key("to", request.key)
+    windows = [(client, rules.client_window), (to_key, PER_ADDRESS), (limits.GLOBAL_KEY, _HOUR)]
+    hits = limits.hit_three(conn, windows, now)  # one statement; a refusal takes hits back
+    if hits[client] > rules.per_client:
+        limits.unhit(conn, [to_key, limits.GLOBAL_KEY])
+        return Recorded(Outcome.CLIENT_LIMITED)
+    if hits[to_key] > 1:
+        limits.unhit(conn, [limits.GLOBAL_KEY])
+        return Recorded(Outcome.ADDRESS_LIMITED)
+    total = hits[limits.GLOBAL_KEY]
+    row = {
+        "email_key": request.key,
         "email": request.email,
         "name": request.name,
         "signed_up_at": now,
         "form": request.form,
         "ip": request.ip,
         "consent_sha256": request.consent_sha256,
-    }
-
-
-def _hold(conn: Connection, request: SignupRequest, rules: SignupLimits, now: datetime) -> None:
-    """Keep the sign-up without a link (an existing one is left as it is)."""
-    values = {**_details(request, now), "email_key": request.key}
-    conn.execute(
-        _insert(conn)(_SIGNUPS)
-        .values(**values, token_hash=None, expires_at=now + rules.link_valid)
-        .on_conflict_do_nothing(index_elements=[_SIGNUPS.c.email_key])
-    )
-
-
-def _queue(conn: Connection, request: SignupRequest, rules: SignupLimits, now: datetime) -> None:
-    """Upsert the sign-up with a new link and put its email in the outbox (replacing one
-    not sent yet)."""
-    nonce = new_signup_nonce()
-    fresh = {
-        **_details(request, now),
-        "token_hash": signup_lookup_hash(nonce),
         "expires_at": now + rules.link_valid,
-        "mailed_at": now,
         "confirmed_at": None,
     }
-    statement = _insert(conn)(_SIGNUPS).values(**fresh, email_key=request.key)
-    signup_id: int = conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[_SIGNUPS.c.email_key], set_=fresh
-        ).returning(_SIGNUPS.c.id)
-    ).scalar_one()
+    if total > rules.per_hour:
+        limits.unhit(conn, [to_key])  # no email went: the address's day is not spent
+        conn.execute(sql.hold, {**row, "token_hash": None, "mailed_at": None})
+        return Recorded(Outcome.HELD, cap_reached_now=total == rules.per_hour + 1)
+    nonce = new_signup_nonce()
+    link = {"token_hash": signup_lookup_hash(nonce), "mailed_at": now}
+    signup_id: int = conn.execute(sql.queue, {**row, **link}).scalar_one()
     _mail(conn, signup_id, nonce, now)
+    return Recorded(Outcome.QUEUED)
 
 
 def _mail(conn: Connection, signup_id: int, nonce: bytes, now: datetime) -> None:
-    conn.execute(
-        delete(_OUTBOX).where(
-            _OUTBOX.c.signup_id == signup_id, _OUTBOX.c.status == OutboxStatus.PENDING
-        )
-    )
-    conn.execute(
-        insert(_OUTBOX).values(
-            signup_id=signup_id,
-            nonce=nonce.hex(),
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            lease_owner="",
-            last_reply="",
-            message_id="",
-            created_at=now,
-        )
-    )
+    """Put the sign-up's email in the outbox, replacing one not sent yet."""
+    email = {
+        "signup_id": signup_id,
+        "nonce": nonce.hex(),
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_owner": "",
+        "last_reply": "",
+        "message_id": "",
+        "created_at": now,
+        "lease_until": None,
+        "sent_at": None,
+    }
+    conn.execute(_sql(conn.dialect.name).mail, email)
 
 
 def resend_held(store: Store, rules: SignupLimits, now: datetime | None = None) -> int:

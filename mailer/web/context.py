@@ -16,9 +16,10 @@ from mailer.errors import TokenError
 from mailer.store.checkpoint import WalCheckpointer
 from mailer.store.consent import consent_hash, record_consent_text
 from mailer.store.db import Store, open_store
+from mailer.store.signups import Recorded, SignupLimits, SignupRequest, record_signups
 from mailer.store.unsubscribe import LinkState
 from mailer.tokens import TokenClaims, read_token
-from mailer.web.batching import UnsubscribeBatcher
+from mailer.web.batching import Batcher, UnsubscribeBatcher
 from mailer.web.masking import mask_address
 from mailer.web.pages import Pages
 
@@ -35,6 +36,8 @@ class WebContext:
         self.pages = Pages(config)
         self._store: Store | None = None
         self._batcher: UnsubscribeBatcher | None = None
+        self._signups: Batcher[SignupRequest, Recorded] | None = None
+        self.signup_limits = SignupLimits.from_config(config)
         self._db_threads: anyio.CapacityLimiter | None = None
         # The consent text the sign-up form shows now, by its version (stored at start-up).
         self.consent_hash = consent_hash(config.consent_text)
@@ -52,6 +55,12 @@ class WebContext:
         assert self._batcher is not None, "the app's lifespan has not started"
         return self._batcher
 
+    @property
+    def signups(self) -> Batcher[SignupRequest, Recorded]:
+        """Sign-ups, committed in groups (as unsubscribes are)."""
+        assert self._signups is not None, "the app's lifespan has not started"
+        return self._signups
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The app's lifespan: the store open, WAL checkpoints in the background."""
@@ -62,6 +71,8 @@ class WebContext:
             store.close()
             raise
         self._store, self._batcher = store, UnsubscribeBatcher(store)
+        rules = self.signup_limits
+        self._signups = Batcher(store, lambda s, requests: record_signups(s, requests, rules))
         checkpoints = WalCheckpointer(store)
         checkpoints.start()
         # Database reads run in worker threads, a few at a time: more would only take turns

@@ -29,11 +29,9 @@ from mailer.errors import InvalidAddress, TokenError
 from mailer.store.addresses import normalise_address
 from mailer.store.signups import (
     Outcome,
-    SignupLimits,
     SignupRequest,
     clean_name,
     confirm_signup,
-    record_signup,
     signup_view,
 )
 from mailer.tokens import (
@@ -66,7 +64,6 @@ class SignupEndpoints:
     def __init__(self, web: WebContext) -> None:
         self.web = web
         config = web.config
-        self.limits = SignupLimits.from_config(config)
         self.trusted = parse_networks(config.trusted_proxies)
         self.own_origin = _origin(config.base_url)
         # The form's pages may be framed by the sites the operator lists, and by no other.
@@ -165,7 +162,7 @@ class SignupEndpoints:
         return self._sent(address.email)
 
     async def _record(self, signup: SignupRequest) -> None:
-        recorded = await self.web.in_thread(record_signup, self.web.store, signup, self.limits)
+        recorded = await self.web.signups.submit(signup)
         if recorded.outcome == Outcome.QUEUED:
             self.web.wake_outbox()
         elif recorded.cap_reached_now:
@@ -173,7 +170,7 @@ class SignupEndpoints:
                 "sign-ups: %d confirmation emails this hour reached signup_emails_per_hour; "
                 "further sign-ups are kept without an email (`mailer signups resend` mails "
                 "them)",
-                self.limits.per_hour,
+                self.web.signup_limits.per_hour,
             )
         else:
             log.info("sign-up not mailed: %s", recorded.outcome)

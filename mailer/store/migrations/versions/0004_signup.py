@@ -98,6 +98,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_signup_outbox_due", "signup_outbox", ["status", "next_attempt_at"])
     op.create_index(op.f("ix_signup_outbox_signup_id"), "signup_outbox", ["signup_id"])
+    op.create_index(
+        "uq_signup_outbox_pending",
+        "signup_outbox",
+        ["signup_id"],
+        unique=True,
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    )
     op.create_table(
         "consents",
         sa.Column("id", sa.Integer(), nullable=False),
