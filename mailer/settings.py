@@ -28,6 +28,7 @@ ENV_PREFIX = "MAILER_"
 MAX_CONNECTIONS = 64  # parallel SMTP connections: the config's and the CLI's one bound
 MAX_TIMEOUT_SECONDS = 3600.0
 MAX_MESSAGES_PER_CONNECTION = 100_000
+VERP_LOCAL_MAX = 23  # + "+" + a 40-character token = 64, a local part's limit
 _SHOWN_CHARS = 40  # values quoted in an error are cut to this many characters
 
 
@@ -137,6 +138,34 @@ class Address(Kind):
         if text and not is_address(text):
             raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
         return text
+
+
+class BounceAddress(Address):
+    """The VERP base: ``LOCAL+TOKEN@DOMAIN`` must fit a local part's 64 octets."""
+
+    expected = "an email address (local part up to 23 characters)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = str(super().coerce(setting, value, root))
+        local = text.rpartition("@")[0]
+        if len(local) > VERP_LOCAL_MAX or "+" in local:
+            raise ConfigError(
+                f"{setting.name}: {show(text)}: the part before @ must be at most "
+                f"{VERP_LOCAL_MAX} characters without '+' (the VERP token adds '+' and 40)"
+            )
+        return text
+
+
+class BounceMailbox(Kind):
+    """A Maildir path (relative to the config's folder) or an imap(s):// URL."""
+
+    expected = "a Maildir path or imaps://user@host/MAILBOX"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if not text or "://" in text:
+            return text
+        return str(resolve(root, text))
 
 
 class BaseUrl(Kind):
@@ -263,6 +292,7 @@ GROUPS = {
     "smtp": "The mail server",
     "sending": "How a send goes",
     "dkim": "DKIM signing (all three or none)",
+    "bounces": "Bounces and complaints (`mailer bounces`)",
 }
 
 # In the Config dataclass's field order (a test checks it, and the names and defaults).
@@ -305,7 +335,8 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("smtp_password_env", "MAILER_SMTP_PASSWORD", "Name of the environment variable "
             "holding the SMTP password (never shown in output or errors).", "smtp"),
-    Setting("smtp_ca_file", "", "Trust this CA too (certificates are always verified).",
+    Setting("smtp_ca_file", "", "Trust this CA too, for SMTP and the IMAP bounce mailbox "
+            "(certificates are always verified).",
             "smtp", OptionalFile(), example="/path/to/ca.pem"),
     Setting("smtp_timeout", 30.0, "Seconds to wait for the server.", "smtp", SECONDS),
     Setting("max_messages_per_connection", 1000, "Reconnect after this many messages.",
@@ -322,6 +353,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",
             "dkim", example="mail"),
     Setting("dkim_domain", "", "The signing domain (d=).", "dkim", example="example.org"),
+    Setting("bounce_address", "", "VERP: each copy's envelope sender becomes LOCAL+TOKEN@DOMAIN"
+            " of this address (instead of envelope_sender), so every bounce names its delivery.",
+            "bounces", BounceAddress(), example="bounces@news.example.org"),
+    Setting("bounce_mailbox", "", "Where `mailer bounces` (and the worker) reads reports "
+            "without an argument: a Maildir path, imaps://user@host/INBOX or imap://... "
+            "(STARTTLS); may hold a password: never shown.", "bounces", BounceMailbox(),
+            secret=True, example="imaps://bounces@mail.example.org/INBOX"),
+    Setting("bounce_password_env", "MAILER_BOUNCE_PASSWORD", "Name of the environment "
+            "variable holding the IMAP password (never shown).", "bounces"),
+    Setting("bounce_processed_folder", "processed", "Handled reports are moved to this folder"
+            " (in a Maildir: its .NAME subfolder).", "bounces"),
+    Setting("bounce_unrecognised_folder", "unrecognised", "Reports that prove nothing or cannot"
+            " be read are moved here, for a person to look at.", "bounces"),
+    Setting("bounce_unrecognised_dir", "unrecognised-reports", "`mailer bounces -` (an MTA "
+            "pipe) keeps unrecognised reports in this Maildir.", "bounces", Folder()),
 )
 # fmt: on
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -342,7 +388,7 @@ _STARTER_HEAD = """\
 # which wins over this file. Relative paths are relative to this file's folder.
 # Secrets do not belong here: see secret_key_file and smtp_password_env.
 # Keys may stay at the top level, as here, or go under their table ([newsletter], [storage],
-# [smtp], [sending], [dkim]); a key set in two places is an error.
+# [smtp], [sending], [dkim], [bounces]); a key set in two places is an error.
 # The four required keys are set; every other line shows its default or an example.
 """
 

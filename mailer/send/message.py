@@ -36,7 +36,7 @@ from mailer.config import Config
 from mailer.errors import ConfigError, InvalidAddress
 from mailer.send.dkim_signing import DkimSigner
 from mailer.send.ports import Recipient
-from mailer.tokens import make_token
+from mailer.tokens import make_token, make_verp_token
 
 # The headers a DKIM signature must cover (dkimpy's default omits List-Unsubscribe-Post).
 DKIM_HEADERS = (
@@ -159,6 +159,9 @@ class MessageFactory:
         self._signer = signer
         self.web_url = f"{config.base_url}/issues/{issue.meta.slug}"
         self.envelope_from = config.sender
+        # VERP (bounce_address set): each real copy's envelope sender names its delivery.
+        local, _, domain = config.bounce_address.rpartition("@")
+        self._verp = (f"{local}+", f"@{domain}") if config.bounce_address and not test else None
         self._msgid_domain = config.from_address.rpartition("@")[2]
         self.subject = ("[TEST] " if test else "") + issue.meta.subject
 
@@ -197,6 +200,14 @@ class MessageFactory:
     def unsubscribe_url(self, recipient: Recipient) -> str:
         token = make_token(self._keys, recipient.uid, self._token_issue)
         return f"{self._base_url}/unsubscribe/{token}"
+
+    def envelope_for(self, recipient: Recipient) -> str:
+        """The MAIL FROM of ``recipient``'s copy: ``LOCAL+TOKEN@DOMAIN`` of bounce_address
+        (see :func:`mailer.tokens.make_verp_token`), else :attr:`envelope_from`."""
+        if self._verp is None:
+            return self.envelope_from
+        token = make_verp_token(self._keys, recipient.uid, self._token_issue)
+        return self._verp[0] + token + self._verp[1]
 
     def message_id(self, recipient: Recipient) -> str:
         """Stable per issue and subscriber (a resent copy keeps it, so inboxes can de-dup)."""

@@ -289,7 +289,8 @@ class Run:
                 raise _Stopped
 
         try:
-            reply = connection.send(self.factory.envelope_from, row.email, message, gate)
+            envelope_from = self.factory.envelope_for(recipient)
+            reply = connection.send(envelope_from, row.email, message, gate)
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise

@@ -9,6 +9,7 @@ while a send runs. The delivery report is in :mod:`mailer.store.report`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
@@ -24,6 +25,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -332,12 +334,28 @@ class SqlLedger:
             return True
 
 
+_ENHANCED_CODE = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b")
+
+
 def _bounce(session: Session, issue_id: int, results: Sequence[DeliveryResult]) -> None:
     # A 5.1.x bounce marks the subscriber bounced, unless they already left the list (an
     # unsubscribe is never overwritten).
     for r in results:
         if not r.bounced:
             continue
+        # Counted as a hard bounce of this delivery, so a later report about it is not
+        # counted again (mailer.bounces).
+        code = _ENHANCED_CODE.search(r.reply)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == r.delivery_id)
+            .values(
+                bounce="hard",
+                bounce_status=code.group(0) if code else r.reply[:3],
+                bounce_reason=r.reply[:2000],
+                bounced_at=utcnow(),
+            )
+        )
         subscriber = session.get(Subscriber, r.subscriber_id)
         if subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE:
             change_status(
