@@ -140,13 +140,18 @@ class Address(Kind):
         return text
 
 
-class BounceAddress(Address):
-    """The VERP base: ``LOCAL+TOKEN@DOMAIN`` must fit a local part's 64 octets."""
+class BounceAddress(Kind):
+    """The VERP base: ``LOCAL+TOKEN@DOMAIN`` must fit a local part's 64 octets. The domain
+    may be a local one (``bounces@localhost``): the address only ever reaches our own MTA."""
 
     expected = "an email address (local part up to 23 characters)"
 
     def coerce(self, setting: Setting, value: object, root: Path) -> object:
-        text = str(super().coerce(setting, value, root))
+        text = self.text(setting, value)
+        if not text:
+            return ""
+        if not is_address(text, local_domain=True):
+            raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
         local = text.rpartition("@")[0]
         if len(local) > VERP_LOCAL_MAX or "+" in local:
             raise ConfigError(
@@ -209,6 +214,7 @@ class Rate(Kind):
         return text
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # sqlite:///relative.db (three slashes, then no fourth: a relative path), keeping ?options.
 _SQLITE_RELATIVE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/)([^?]+)(\?.*)?$")
 
@@ -248,8 +254,13 @@ def resolve(root: Path, path: str) -> Path:
     return found if found.is_absolute() else root / found
 
 
-def is_address(value: str) -> bool:
-    """One plain address, as written (email-validator's normal form, case aside)."""
+def is_address(value: str, *, local_domain: bool = False) -> bool:
+    """One plain address, as written (email-validator's normal form, case aside);
+    ``local_domain`` also takes a single-label domain such as ``localhost`` (which
+    email-validator refuses in every mode: the local part is checked with a stand-in)."""
+    local, _, domain = value.rpartition("@")
+    if local_domain and _LABEL.match(domain):
+        value = f"{local}@{domain}.example"
     try:
         found = validate_email(value, check_deliverability=False)
     except EmailNotValidError:
