@@ -242,9 +242,12 @@ def report(
             write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
+    typer.echo("  ".join(f"{name} {n} ({rate:.2%})" for name, n, rate in found.rates.rows()))
+    for warning in found.rates.warnings():
+        typer.echo(f"warning: {warning}")
     if rows:
         table = Table()
-        for column in ("email", "delivery", "subscriber", "attempts", "last reply"):
+        for column in ("email", "delivery", "subscriber", "attempts", "last reply", "bounce"):
             table.add_column(column)
         for row in rows:
             table.add_row(
@@ -253,6 +256,7 @@ def report(
                 row.subscriber_status,
                 str(row.attempts),
                 row.last_reply,
+                f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip(),
             )
         Console(width=200).print(table)
     if csv_file is not None:
