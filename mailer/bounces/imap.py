@@ -20,7 +20,6 @@ import imaplib
 import ipaddress
 import os
 import re
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -147,7 +146,7 @@ class ImapBox:
         except ssl.SSLError as exc:
             _logout(client)
             raise MailboxError(f"{where}: TLS failed: {exc.reason or exc}") from None
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             _logout(client)
             raise MailboxError(f"cannot reach {where}: {exc.strerror or exc}") from None
         except imaplib.IMAP4.error as exc:
