@@ -113,8 +113,12 @@ class ImapBox:
             status, data = self.client.select(_quote(target.mailbox))
             if status != "OK":
                 raise MailboxError(f"{target.describe()}: no such mailbox ({_said(data)})")
-            self._can_move = "MOVE" in self.client.capabilities
-            self._uidplus = "UIDPLUS" in self.client.capabilities
+            # Ask again: servers announce MOVE and UIDPLUS only after the login.
+            _, data = self.client.capability()
+            found = data[0] if data and isinstance(data[0], bytes) else b""
+            capabilities = set(found.decode("ascii", "replace").upper().split())
+            self._can_move = "MOVE" in capabilities
+            self._uidplus = "UIDPLUS" in capabilities
         except BaseException:
             self.close()
             raise
