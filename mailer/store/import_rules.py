@@ -11,8 +11,8 @@ Rules (README "Subscribers"):
 * a row whose address is on the list, or repeated in the file (in any case), is merged: a
   non-empty name replaces the old one, attributes are added or replaced;
 * an unsubscribed or bounced address is never made active again unless ``resubscribe``, a
-  complained one never (only `subscribers resubscribe` does, for one address); a file may set a non-active status, and an unsubscribe anywhere in the
-  file wins over "active";
+  complained one never (only `subscribers resubscribe` does, for one address); a file may
+  set a non-active status, and an unsubscribe anywhere in the file wins over "active";
 * an address counts once: added, updated or unchanged; its repeats count as duplicates.
 """
 

@@ -145,7 +145,7 @@ def test_imaps_mailbox_moves_into_private_folders(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token = new_token()
-    dead, good, _ = send_through_postfix(store, token, smtp_sink)
+    dead, _, _ = send_through_postfix(store, token, smtp_sink)
     raws = dsns_for(bounce_mailbox, dead)
     inbox, processed, unrecognised = imap_folder("in"), imap_folder("done"), imap_folder("look")
     with imap_account.connect() as client:
