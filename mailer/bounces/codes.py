@@ -23,15 +23,15 @@ from mailer.bounces.ports import Kind
 
 __all__ = ["classify", "find_code"]
 
-_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_CODE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 _REPLY = re.compile(r"\b([45])\d\d[ -]")
 
 _POLICY_WORDS = re.compile(
     r"dmarc|spf|dkim|spam|blocked|block ?list|black ?list|blacklisted|reputation|"
-    r"listed (at|in|on)|\brbl\b|spamhaus|barracuda|\bpolicy\b|not accepted for "
+    r"(?<!not )listed (at|in|on)|\brbl\b|spamhaus|barracuda|\bpolicy\b|not accepted for "
     r"policy|unsolicited|relay(ing)? (access )?denied|not permitted to relay|"
     r"authentication required|poor reputation|too many (messages|connections)|"
-    r"rate limit|throttl|content rejected|virus|malware",
+    r"rate limit|throttl|content rejected|(virus|malware) (found|detected)|infected",
     re.IGNORECASE,
 )
 _HARD_WORDS = re.compile(
@@ -44,13 +44,19 @@ _HARD_WORDS = re.compile(
     r"unrouteable address|host (or domain name )?not found|domain (not found|"
     r"does not exist)|name or service not known|no (mx|mail exchanger)|"
     r"mailbox not found|user not found|unknown address|bad destination|"
-    r"address rejected|undeliverable address|not our customer|account expired",
+    r"address rejected|undeliverable address|not our customer|account expired|"
+    r"user not known|unknown host|doesn'?t have an? [\w.-]{1,60} account|"
+    r"not listed in (the )?([\w ]{1,20})?directory|invalid ([\w ]{1,20})?user ?id|"
+    r"does not have a final (e-?mail )?delivery point|no matches to nameserver query|"
+    r"did not (exactly )?match|addressee unknown|disabled or discontinued|"
+    r"n'existe pas|existiert nicht|unbekannt|no existe|non esiste|wrong or no longer valid",
     re.IGNORECASE,
 )
 _SOFT_WORDS = re.compile(
-    r"mailbox (is )?full|over ?quota|quota exceeded|exceeded (the )?(storage|quota)|"
+    r"mailbox (is )?full|mailfolder is full|over ?(disk )?quota|(disk )?quota (exceeded|"
+    r"violation)|exceeding (their|the|its) quota|reached (its |the )?disk quota|exceeded (the )?(storage|quota)|"
     r"insufficient (system )?storage|too large|message size|size limit|"
-    r"temporar|try again|out of (disk|storage) space",
+    r"temporar|try again|out of (disk|storage) space|space not enough|not enough space",
     re.IGNORECASE,
 )
 
@@ -62,7 +68,9 @@ def find_code(text: str) -> str:
 
 
 def _generic(code: str) -> bool:
-    return not code or code.endswith(".0.0")
+    """No code, x.0.0, or x.3.0 / x.5.0 (old Sendmail's "553 5.3.0 ... No such user"):
+    codes that say too little, so the words decide."""
+    return not code or code.endswith((".0.0", ".3.0", ".5.0"))
 
 
 def classify(status: str, diagnostic: str = "") -> tuple[Kind, str]:
@@ -77,9 +85,16 @@ def classify(status: str, diagnostic: str = "") -> tuple[Kind, str]:
         code = find_code(diagnostic) or code
     if not _generic(code):
         return _by_code(code), code
-    kind = _by_words(diagnostic)
+    kind = _by_words(f"{status} {diagnostic}")
+    if (
+        kind is Kind.SOFT
+        and code
+        and not code.endswith(".0.0")
+        and not _SOFT_WORDS.search(diagnostic)
+    ):
+        kind = _by_code(code)
     if not code:
-        reply = _REPLY.search(diagnostic)
+        reply = _REPLY.search(f"{status} {diagnostic}")
         code = f"{reply.group(1)}.0.0" if reply else ""
     return kind, code
 

@@ -41,7 +41,8 @@ _AUTO_SUBJECT = re.compile(
 _SPACE = re.compile(r"\s+")
 # A failure notice that no detector could read is for a person, not an auto-reply to drop.
 _FAILURE_LOOK = re.compile(
-    r"mailer-daemon|postmaster|undeliver|delivery (status|failure|has failed|problem)|"
+    r"mailer-daemon|postmaster|undeliver|delivery (status|failure|has failed|problem|failed)|"
+    r"mail error|failed delivery|"
     r"returned mail|could not be delivered|failure notice|non ?delivery|not delivered",
     re.IGNORECASE,
 )
@@ -83,7 +84,7 @@ def one_line(text: str, limit: int = 500) -> str:
 def read_report(raw: bytes) -> Report:
     """What ``raw`` is. Never raises for a malformed message: it is then shape "none"."""
     message = email.message_from_bytes(raw)
-    for reader in (_dsn, _arf, _text_bounce, _auto_reply):
+    for reader in (_dsn, _arf, _text_bounce, _failure_notice, _auto_reply):
         try:
             found = reader(message)
         except Exception:  # a broken MIME structure or a detector tripping on it
@@ -106,10 +107,15 @@ def _dsn(message: Message) -> Report | None:
     if not blocks:
         return None
     reporter = field(blocks[0], "Reporting-MTA").partition(";")[2].strip()
-    recipients = tuple(_recipient(b) for b in blocks[1:] if b.get("Action") or b.get("Status"))
+    body = _first_text(message)
+    recipients = tuple(
+        _recipient(b, body) for b in blocks[1:] if b.get("Action") or b.get("Status")
+    )
     if not recipients:
         # Some MTAs put everything into one block: take it as the recipient's.
-        recipients = tuple(_recipient(b) for b in blocks if b.get("Action") or b.get("Status"))
+        recipients = tuple(
+            _recipient(b, body) for b in blocks if b.get("Action") or b.get("Status")
+        )
     return Report("dsn", message, recipients, reporter=reporter) if recipients else None
 
 
@@ -129,17 +135,31 @@ def _blocks(part: Message) -> list[Message]:
     return [parser.parsebytes(chunk + b"\n") for chunk in chunks if chunk.strip()]
 
 
-def _recipient(block: Message) -> Recipient:
-    address = field(block, "Final-Recipient") or field(block, "Original-Recipient")
-    address = address.partition(";")[2].strip() if ";" in address else address
+_FAILED = ("failed", "failure", "error")  # the last two: non-standard, seen in the wild
+
+
+def _recipient(block: Message, body: str) -> Recipient:
+    address = _typed(field(block, "Final-Recipient") or field(block, "Original-Recipient"))
     status = field(block, "Status")
-    action = field(block, "Action").lower()
+    words = field(block, "Action").lower().split()
+    action = words[0] if words else ""
     if not action:  # RFC 3464 requires it; a sloppy MTA left it out
         action = "failed" if status.startswith("5") else "delayed"
+    action = "failed" if action in _FAILED else action
     diagnostic = field(block, "Diagnostic-Code")
     if ";" in diagnostic[:12]:
         diagnostic = diagnostic.partition(";")[2]
-    return Recipient(address.strip("<>").lower(), action, status, one_line(diagnostic))
+    if not diagnostic and action == "failed":
+        # No Diagnostic-Code: the human-readable part often says why, next to the address.
+        original = _typed(field(block, "Original-Recipient"))
+        diagnostic = _near(body, original or address, limit=300) if body else ""
+    return Recipient(address, action, status, one_line(diagnostic))
+
+
+def _typed(value: str) -> str:
+    """``rfc822; user@example.org`` -> ``user@example.org``."""
+    address = value.partition(";")[2] if ";" in value else value
+    return address.strip().strip("<>").lower()
 
 
 # --- RFC 5965 ------------------------------------------------------------------------------
@@ -192,14 +212,24 @@ def _first_text(message: Message) -> str:
     return ""
 
 
-def _near(body: str, address: str) -> str:
+def _near(body: str, address: str, limit: int = 400) -> str:
     """The explanation around ``address`` in a text bounce: the lines after it (qmail,
     Exim), or the line it is on."""
     at = body.lower().find(address) if address else -1
     if at < 0:
-        return one_line(body[:400])
+        return one_line(body[:limit])
     start = body.rfind("\n", 0, at) + 1
-    return one_line(body[start : at + len(address) + 400])
+    return one_line(body[start : at + len(address) + limit])
+
+
+def _failure_notice(message: Message) -> Report | None:
+    """A failure notice that names no address a detector could find ("Mail could not be
+    delivered ... mailbox space not enough"): the proof in it still says whose copy it was;
+    its words say why."""
+    if not _FAILURE_LOOK.search(field(message, "From") + " " + field(message, "Subject")):
+        return None
+    body = _first_text(message)
+    return Report("text", message, (Recipient("", "failed", "", one_line(body[:600])),))
 
 
 def _auto_reply(message: Message) -> Report | None:

@@ -27,7 +27,7 @@ from mailer.bounces.parse import Recipient, Report, one_line, read_report
 from mailer.bounces.parse import field as header
 from mailer.bounces.ports import Applied, BounceLedger, Claim, DeliveryRef, Kind, Verdict
 
-__all__ = ["Mailbox", "Summary", "judge", "process_mailbox", "report_key"]
+__all__ = ["Mailbox", "Summary", "classify_report", "judge", "process_mailbox", "report_key"]
 
 # Shown to the operator as the sender's delivery problems (never the subscriber's fault).
 _POLICY_SHOWN = 20
@@ -101,7 +101,7 @@ def judge(
     try:
         report = read_report(raw)
         message_id = header(report.message, "Message-ID")[:255]
-        what = _what(report)
+        what = classify_report(report)
     except Exception:  # the parser must never stop a run: a person looks at it instead
         return Verdict(key, Kind.UNRECOGNISED, "none", note="cannot be read", source=source), None
     kind, status, diagnostic, note = what
@@ -123,7 +123,7 @@ def judge(
     return replace(verdict, note=f"proved by {_hows(claims)}"), delivery
 
 
-def _what(report: Report) -> tuple[Kind, str, str, str]:
+def classify_report(report: Report) -> tuple[Kind, str, str, str]:
     """(kind, status, diagnostic, note) from the report alone, before any proof."""
     if report.shape == "auto-reply":
         return Kind.IGNORED, "", "", "auto-reply (RFC 3834)"
