@@ -54,7 +54,8 @@ _HARD_WORDS = re.compile(
 )
 _SOFT_WORDS = re.compile(
     r"mailbox (is )?full|mailfolder is full|over ?(disk )?quota|(disk )?quota (exceeded|"
-    r"violation)|exceeding (their|the|its) quota|reached (its |the )?disk quota|exceeded (the )?(storage|quota)|"
+    r"violation)|exceeding (their|the|its) quota|reached (its |the )?disk quota|"
+    r"exceeded (the )?(storage|quota)|"
     r"insufficient (system )?storage|too large|message size|size limit|"
     r"temporar|try again|out of (disk|storage) space|space not enough|not enough space",
     re.IGNORECASE,
