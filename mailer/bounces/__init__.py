@@ -6,6 +6,11 @@ policy, :mod:`~mailer.bounces.evidence` finds the proof that it answers a copy w
 :mod:`~mailer.bounces.process` handles a mailbox (:mod:`~mailer.bounces.maildir`,
 :mod:`~mailer.bounces.imap`, standard input) and :mod:`~mailer.bounces.job` wires it to the
 store for the CLI and the worker. The store implements :mod:`~mailer.bounces.ports`.
+
+As in mailer.send and mailer.store, the surface is the modules other packages may import
+(tests/test_exported_members.py checks it); this file imports nothing.
 """
 
 from __future__ import annotations
+
+__all__ = ["job", "ports", "process"]

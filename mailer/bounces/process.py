@@ -111,7 +111,9 @@ def judge(
     claims = find_claims(report.message, keys)
     if not claims:
         return _unrecognised(verdict, "proves nothing: no token or Message-ID of ours"), None
-    found = ledger.resolve(claims)
+    # A signed token names the delivery; a Message-ID is looked up only without one.
+    signed = [c for c in claims if not c.message_id]
+    found = ledger.resolve(signed or claims)
     deliveries = {ref.delivery_id: ref for ref in found if ref is not None}
     if len(deliveries) > 1:
         return _unrecognised(verdict, "names several deliveries"), None

@@ -7,6 +7,7 @@ nothing, so importing a module of the package costs only that module.
 
 __all__ = [
     "archive",
+    "bounces",
     "checkpoint",
     "csv_export",
     "csv_import",
