@@ -73,6 +73,7 @@ class Config:
     tagline: str = ""
     copyright: str = ""
     why_received: str = ""  # footer line: why the reader gets this email
+    language: str = "en"  # a language tag: <html lang>, and dir from it
     list_id_domain: str = ""
     unsubscribe_mailto: str = ""
     # Where things are.
@@ -131,6 +132,11 @@ class Config:
                 ) from None
             except OSError as exc:
                 raise ConfigError(f"secret_key_file: cannot read {path}: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:  # the bytes are never shown: they are the secret
+                raise ConfigError(
+                    f"secret_key_file: {path} is not UTF-8 text (byte {exc.start}); "
+                    "write the key(s) as text, one per line"
+                ) from None
             source = str(path)
         keys = [k.strip() for k in re.split(r"[\s,]+", raw) if k.strip()]
         if not keys:
@@ -152,7 +158,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read, overlay and validate the configuration; raise ConfigError naming the key."""
     file = config_path(path)
     data: dict[str, object] = {}
-    if file.exists():
+    try:
+        found = file.exists()
+    except OSError as exc:  # e.g. its folder cannot be searched (permission denied)
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if found:
         try:
             document = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:

@@ -15,6 +15,7 @@ any of them into one line on stderr and a non-zero exit, never a traceback::
     │   ├── NotFound               no such subscriber / issue
     │   └── CsvError               a CSV file cannot be read or has no email column
     ├── TokenError             a malformed, forged or unknown unsubscribe token
+    ├── ServeError             `mailer serve` cannot listen on its address, or did not start
     ├── SendError              delivery
     │   ├── TransportError         auth, TLS or connection failure: the run stops
     │   └── ContentChanged         the issue changed after its send started
@@ -75,6 +76,10 @@ class CsvError(StoreError):
 
 class TokenError(MailerError):
     """An unsubscribe token is malformed, forged or unknown."""
+
+
+class ServeError(MailerError):
+    """The web app cannot be served: its address is taken or not ours, or it did not start."""
 
 
 class SendError(MailerError):

@@ -37,7 +37,12 @@ _RELOAD = """<script>
 def _signature(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
     files: list[tuple[str, int, int]] = []
     for root in paths:
-        candidates = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+        try:
+            candidates = (
+                [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+            )
+        except OSError:  # e.g. a folder that cannot be read: the build says so, in the page
+            candidates = []
         for path in candidates:
             try:
                 stat = path.stat()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -30,15 +31,21 @@ MAX_TIMEOUT_SECONDS = 3600.0
 MAX_MESSAGES_PER_CONNECTION = 100_000
 VERP_LOCAL_MAX = 23  # + "+" + a 40-character token = 64, a local part's limit
 _SHOWN_CHARS = 40  # values quoted in an error are cut to this many characters
+# A bounded repr: a huge list or mapping is summarised while it is written, not after.
+_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 2, 4, 4, _SHOWN_CHARS
 
 
 def show(value: object) -> str:
-    """A value as an error message quotes it: short, one line, TOML spelling for booleans."""
+    """A value as an error message quotes it: short, one line, TOML spelling for booleans.
+
+    Config and compose errors (mailer.compose quotes snippet and manifest values) use it.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…")
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
@@ -205,6 +212,21 @@ class Mailto(Kind):
         return "mailto:" + mailto
 
 
+class Language(Kind):
+    """A language tag (BCP 47's shape: a 2-3 letter language, then subtags), e.g. en, de-CH."""
+
+    expected = "a language tag like en, en-GB, de-CH or ar"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if not _LANGUAGE.match(text):
+            raise self.fail(setting, value)
+        return text
+
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+
+
 class Rate(Kind):
     expected = "a rate like 50/s, 3000/m or 10000/h"
 
@@ -325,6 +347,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("copyright", "", "Footer line.", "newsletter", example="© Example"),
     Setting("why_received", "", "Footer line: why the reader gets this email.", "newsletter",
             example="You received this email because you subscribed to My Newsletter."),
+    Setting("language", "en", "The language the issues are written in: the email's lang "
+            "attribute, and a right-to-left layout for Arabic, Hebrew, Persian, Urdu, ...",
+            "newsletter", Language(), example="en"),
     Setting("list_id_domain", "", "List-Id: a label under a domain you own, one per list.",
             "newsletter", default_doc="the name as a label under from_address's domain"),
     Setting("unsubscribe_mailto", "", "An address added to List-Unsubscribe.", "newsletter",

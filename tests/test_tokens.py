@@ -63,6 +63,40 @@ def test_forged_tokens_are_rejected(mutate: str) -> None:
         read_token([KEY], bad)
 
 
+URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_every_one_character_variant_is_refused() -> None:
+    """Only the canonical encoding is a token: no other character at any position passes,
+    neither the spare low bits of the last character nor the standard alphabet's + and /."""
+    token = make_token([KEY], new_uid(), 25)
+    others = URLSAFE + "+/=.~ %"  # other base64 alphabets, padding, URL-safe punctuation
+    variants = [
+        token[:i] + c + token[i + 1 :] for i in range(len(token)) for c in others if c != token[i]
+    ]
+    assert len(variants) == len(token) * (len(others) - 1)
+    accepted = []
+    for variant in variants:
+        try:
+            read_token([KEY], variant)
+        except TokenError:
+            continue
+        accepted.append(variant)
+    assert accepted == []
+    assert read_token([KEY], token).issue_number == 25  # the original still reads
+
+
+def test_the_standard_alphabet_is_not_a_token() -> None:
+    """A token whose - or _ became + or / (standard base64) is refused, not decoded."""
+    uid = new_uid()
+    tokens = (make_token([KEY], uid, n) for n in range(200))
+    token = next(t for t in tokens if "-" in t or "_" in t)
+    standard = token.replace("-", "+").replace("_", "/")
+    assert standard != token
+    with pytest.raises(TokenError, match="invalid unsubscribe token"):
+        read_token([KEY], standard)
+
+
 # --- VERP tokens ---------------------------------------------------------------------------
 
 

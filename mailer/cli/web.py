@@ -11,7 +11,7 @@ from mailer.cli.app import app, get_config
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free one)."),
 ) -> None:
     """Serve the unsubscribe links and the web archive (put a TLS reverse proxy in front).
 
@@ -25,5 +25,7 @@ def serve(
     web_app = web.create_app(config)  # checks the secret key
     # Fail here with one clear line, not in uvicorn's start-up with a traceback.
     open_store(config.database_url).close()
-    typer.echo(f"serving {config.name} on http://{host}:{port} (public URL {config.base_url})")
-    web.serve(web_app, host=host, port=port)
+    sock = web.listen(host, port)
+    where = web.authority(host, sock.getsockname()[1])  # port 0 became a real one
+    typer.echo(f"serving {config.name} on http://{where} (public URL {config.base_url})")
+    web.serve(web_app, sock)

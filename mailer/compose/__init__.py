@@ -3,7 +3,8 @@
 Pure: no database, no network. The entry point is :func:`compose_issue`.
 """
 
-from mailer.compose.issue import Article, Issue, Section, load_issue
+from mailer.compose.front_matter import Article
+from mailer.compose.issue import Issue, Section, load_issue
 from mailer.compose.model import (
     PERSONAL_FIELDS,
     ComposedIssue,

@@ -1,47 +1,39 @@
 """Load an issue folder (``issue.toml`` + one Markdown file per article) into a typed model.
 
 Every mistake an editor can make is an :class:`~mailer.errors.IssueError` naming the file and,
-where it is known, the line: ``issues/025-may-2022/issue.toml:12: ...``.
+where it is known, the line: ``issues/025-may-2022/issue.toml:12: ...``. What the folder may
+hold is checked here, before anything is rendered: slugs (the folder's and the articles'),
+the issue number's range, files that cannot be read, snippets that are symlinks to files
+outside the folder, and mailer's slot markers, which issue text cannot contain.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mailer.compose.model import IssueMeta
+from mailer.compose.front_matter import Article, parse_snippet
+from mailer.compose.model import SLOT_MARKER, IssueMeta
 from mailer.errors import IssueError
+from mailer.settings import show
 
 MANIFEST = "issue.toml"
 SNIPPET_SUFFIX = ".md"
+# Issue numbers are PostgreSQL integers in the ledger and 32 bits in unsubscribe tokens.
+MAX_NUMBER = 2**31 - 1
+# Slugs (the issue folder's name, an article's file name without .md) go into URLs and file
+# names as they are: lowercase ASCII words joined by single hyphens, at most SLUG_MAX long.
+SLUG_MAX = 64
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 _MANIFEST_KEYS = {"number": int, "date": dt.date, "subject": str, "preheader": str}
 _OPTIONAL_MANIFEST_KEYS = {"notice": str}
 _SECTION_KEYS = ("title", "articles")
-_FRONT_MATTER_KEYS = ("title", "link", "link_text", "image", "alt", "author")
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_URL = re.compile(r"^(https?://[^\s/]+\S*|mailto:\S+)$")
-DEFAULT_LINK_TEXT = "Read more"
-
-
-@dataclass(frozen=True)
-class Article:
-    slug: str
-    path: Path
-    title: str
-    body: str  # the Markdown after the front matter
-    body_line: int  # 1-based line of the file where ``body`` starts (for error messages)
-    link: str = ""
-    link_text: str = DEFAULT_LINK_TEXT
-    image: str = ""
-    alt: str = ""
-    author: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,28 +58,76 @@ class Issue:
         return tuple(a for s in self.sections for a in s.articles)
 
 
+def slug_problem(slug: str) -> str | None:
+    """Why ``slug`` is not a valid slug, or None when it is."""
+    if len(slug) > SLUG_MAX:
+        return f"is {len(slug)} characters long (at most {SLUG_MAX})"
+    if not _SLUG.match(slug):
+        return (
+            "must be lowercase letters and digits in words joined by single hyphens "
+            "(like 025-may-2022)"
+        )
+    return None
+
+
 def load_issue(issue_dir: Path) -> Issue:
     """Read and validate ``issue_dir``; raise IssueError naming the file (and line)."""
     issue_dir = Path(issue_dir)
-    if not issue_dir.is_dir():
+    if not _is_dir(issue_dir):
         raise IssueError(f"{issue_dir}: no such issue folder")
+    # The folder's own name, also when given as "." or "..": it is the issue's slug.
+    slug = Path(os.path.abspath(issue_dir)).name
+    problem = slug_problem(slug)
+    if problem:
+        raise IssueError(f"{issue_dir}: the folder name {show(slug)} {problem}")
+    snippets = _snippet_paths(issue_dir)  # first: names the folder if it cannot be listed
     manifest_path = issue_dir / MANIFEST
-    if not manifest_path.is_file():
+    if not os.path.lexists(manifest_path):
         raise IssueError(f"{manifest_path}: missing manifest (every issue folder needs one)")
-    raw_manifest = manifest_path.read_bytes()
+    raw_manifest = _read(issue_dir, manifest_path)
     text = _decode(manifest_path, raw_manifest)
+    _refuse_slot_markers(manifest_path, text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise IssueError(f"{manifest_path}: invalid TOML: {exc}") from None
     where = _Locator(manifest_path, text)
-    meta, notice, plan = _read_manifest(data, where, issue_dir.name)
+    meta, notice, plan = _read_manifest(data, where, slug)
 
-    snippets = {
-        p.stem: p
-        for p in sorted(issue_dir.iterdir())
-        if p.suffix == SNIPPET_SUFFIX and p.is_file() and not p.name.startswith(".")
-    }
+    _check_plan(plan, snippets, where, issue_dir)
+    sources: list[tuple[str, bytes]] = [(MANIFEST, raw_manifest)]
+    articles: dict[str, Article] = {}
+    for name, path in snippets.items():
+        raw = _read(issue_dir, path)
+        sources.append((path.name, raw))
+        snippet_text = _decode(path, raw)
+        _refuse_slot_markers(path, snippet_text)
+        articles[name] = parse_snippet(path, snippet_text)
+    sections = tuple(Section(title, tuple(articles[s] for s in slugs)) for title, slugs in plan)
+
+    warnings: list[str] = []
+    prefix = re.match(r"^(\d+)-", slug)
+    if prefix and int(prefix.group(1)) != meta.number:
+        warnings.append(f"{manifest_path}: number = {meta.number} but the folder is {slug}")
+    for article in articles.values():
+        if not article.body.strip():
+            warnings.append(f"{article.path}: the article has no text")
+    return Issue(issue_dir, meta, notice, sections, tuple(sources), tuple(warnings))
+
+
+def _snippet_paths(issue_dir: Path) -> dict[str, Path]:
+    """Every ``*.md`` entry of the folder (hidden ones aside), by slug, sorted."""
+    try:
+        entries = sorted(issue_dir.iterdir())
+    except OSError as exc:
+        raise IssueError(f"{issue_dir}: cannot read the folder: {exc.strerror or exc}") from None
+    return {p.stem: p for p in entries if p.suffix == SNIPPET_SUFFIX and not p.name.startswith(".")}
+
+
+def _check_plan(
+    plan: list[tuple[str, list[str]]], snippets: dict[str, Path], where: _Locator, issue_dir: Path
+) -> None:
+    """Every listed slug has its file, once; every file is listed."""
     listed: dict[str, str] = {}
     for title, slugs in plan:
         for slug in slugs:
@@ -102,111 +142,63 @@ def load_issue(issue_dir: Path) -> Issue:
     for slug, path in snippets.items():
         if slug not in listed:
             raise IssueError(
-                f"{path}: not listed in any section of {manifest_path} "
+                f"{path}: not listed in any section of {where.path} "
                 "(add it to a section's articles, or remove the file)"
             )
 
-    sources: list[tuple[str, bytes]] = [(MANIFEST, raw_manifest)]
-    articles: dict[str, Article] = {}
-    for slug, path in snippets.items():
-        raw = path.read_bytes()
-        sources.append((path.name, raw))
-        articles[slug] = parse_snippet(path, _decode(path, raw))
-    sections = tuple(Section(title, tuple(articles[s] for s in slugs)) for title, slugs in plan)
 
-    warnings: list[str] = []
-    prefix = re.match(r"^(\d+)-", issue_dir.name)
-    if prefix and int(prefix.group(1)) != meta.number:
-        warnings.append(
-            f"{manifest_path}: number = {meta.number} but the folder is {issue_dir.name}"
-        )
-    for article in articles.values():
-        if not article.body.strip():
-            warnings.append(f"{article.path}: the article has no text")
-    return Issue(issue_dir, meta, notice, sections, tuple(sources), tuple(warnings))
-
-
-def parse_snippet(path: Path, text: str) -> Article:
-    """One article file: YAML front matter between ``---`` lines, then Markdown."""
-    lines = text.split("\n")
-    if not lines or lines[0].strip() != "---":
-        raise IssueError(f"{path}:1: front matter missing: the file must start with a '---' line")
+def _is_dir(path: Path) -> bool:
     try:
-        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
-    except StopIteration:
-        raise IssueError(f"{path}:1: front matter not closed: add a '---' line after it") from None
-    front = "\n".join(lines[1:end])
+        return path.is_dir()
+    except OSError as exc:  # e.g. a parent folder that cannot be searched
+        raise IssueError(f"{path}: cannot open the folder: {exc.strerror or exc}") from None
+
+
+def _read(issue_dir: Path, path: Path) -> bytes:
+    """The file's bytes; IssueError when it is not a readable file inside ``issue_dir``."""
+    if path.is_symlink():
+        try:
+            target = path.resolve()
+            inside = target.is_relative_to(issue_dir.resolve())
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+            raise IssueError(f"{path}: a symlink that cannot be followed") from None
+        if not inside:
+            raise IssueError(
+                f"{path}: a symlink to {target}, outside the issue folder "
+                "(copy the file into the folder instead)"
+            )
     try:
-        data = yaml.safe_load(front) if front.strip() else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        context = getattr(exc, "context_mark", None)
-        if mark is not None and context is not None and mark.line >= end - 2:
-            mark = context  # ran to the end (an unclosed [ or "): point where it opened
-        line = f":{mark.line + 2}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise IssueError(f"{path}{line}: malformed front matter: {problem}") from None
-    if not isinstance(data, dict):
-        raise IssueError(f"{path}:2: front matter must be 'key: value' lines")
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise IssueError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise IssueError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
-    def line_of(key: str) -> int:
-        for i in range(1, end):
-            if re.match(rf"^\s*['\"]?{re.escape(str(key))}['\"]?\s*:", lines[i]):
-                return i + 1
-        return 2
 
-    values: dict[str, str] = {}
-    for key, value in data.items():
-        if key not in _FRONT_MATTER_KEYS:
-            allowed = ", ".join(_FRONT_MATTER_KEYS)
-            raise IssueError(
-                f"{path}:{line_of(key)}: unknown front matter key '{key}' (allowed: {allowed})"
-            )
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise IssueError(f"{path}:{line_of(key)}: {key} must be text, got {value!r} (quote it)")
-        if "\n" in value.strip() and key != "alt":
-            raise IssueError(f"{path}:{line_of(key)}: {key} must be a single line")
-        values[key] = " ".join(value.split())
-    if not values.get("title"):
-        raise IssueError(f"{path}:1: front matter needs a title")
-    for key in ("link", "image"):
-        if values.get(key) and not _URL.match(values[key]):
-            raise IssueError(
-                f"{path}:{line_of(key)}: {key} must be an absolute http(s) URL, got {values[key]!r}"
-            )
-    if values.get("image") and not values.get("alt"):
+def _refuse_slot_markers(path: Path, text: str) -> None:
+    """Issue text cannot hold ``%%MAILER_...%%``: the markers are the layout's per-reader slots.
+
+    In a snippet one would be filled per reader in the email but leak into the web version,
+    and an unknown one breaks the send; the subject is never personalised at all.
+    """
+    found = SLOT_MARKER.search(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
         raise IssueError(
-            f"{path}:{line_of('image')}: image without alt text: add 'alt: ...' describing it"
+            f"{path}:{line}: {show(found.group(0))} is reserved for the layout's per-reader "
+            "slots; issue text cannot contain it"
         )
-    if values.get("alt") and not values.get("image"):
-        raise IssueError(f"{path}:{line_of('alt')}: alt given without an image")
-    if "link_text" in values and not values.get("link"):
-        raise IssueError(f"{path}:{line_of('link_text')}: link_text given without a link")
-    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
-    return Article(
-        slug=path.stem,
-        path=path,
-        title=values["title"],
-        body=body,
-        body_line=end + 2,
-        link=values.get("link", ""),
-        link_text=values.get("link_text") or DEFAULT_LINK_TEXT,
-        image=values.get("image", ""),
-        alt=values.get("alt", ""),
-        author=values.get("author", ""),
-    )
 
 
 def _read_manifest(
     data: dict[str, Any], where: _Locator, folder: str
 ) -> tuple[IssueMeta, str, list[tuple[str, list[str]]]]:
+    """The manifest's keys checked: (meta, notice Markdown, sections' plan)."""
     known = {*_MANIFEST_KEYS, *_OPTIONAL_MANIFEST_KEYS, "section"}
     for key in data:
         if key not in known:
             raise IssueError(
-                f"{where.key(key)}: unknown key '{key}' (allowed: {', '.join(sorted(known))})"
+                f"{where.key(key)}: unknown key {show(key)} (allowed: {', '.join(sorted(known))})"
             )
     for key, kind in (_MANIFEST_KEYS | _OPTIONAL_MANIFEST_KEYS).items():
         if key not in data:
@@ -219,15 +211,32 @@ def _read_manifest(
             ok = False
         if not ok:
             expected = {int: "a whole number", dt.date: "a date like 2022-05-05"}.get(kind, "text")
-            raise IssueError(f"{where.key(key)}: {key} must be {expected}, got {value!r}")
-    if data["number"] < 1:
-        raise IssueError(f"{where.key('number')}: number must be 1 or more")
+            raise IssueError(f"{where.key(key)}: {key} must be {expected}, got {show(value)}")
+    if not 1 <= data["number"] <= MAX_NUMBER:
+        raise IssueError(
+            f"{where.key('number')}: number must be from 1 to {MAX_NUMBER}, "
+            f"got {show(data['number'])}"
+        )
     for key in ("subject", "preheader"):
         if not data[key].strip():
             raise IssueError(f"{where.key(key)}: {key} must not be empty")
         if "\n" in data[key] or "\r" in data[key]:
             raise IssueError(f"{where.key(key)}: {key} must be a single line")
-    sections = data.get("section")
+    for key in ("subject", "preheader", "notice"):
+        if SLOT_MARKER.search(data.get(key, "")):  # written with TOML escapes: the text is ok
+            raise IssueError(f"{where.key(key)}: {key} cannot contain a %%MAILER_...%% slot")
+    meta = IssueMeta(
+        slug=folder,
+        number=data["number"],
+        date=data["date"],
+        subject=data["subject"].strip(),
+        preheader=data["preheader"].strip(),
+    )
+    return meta, data.get("notice", "").strip(), _read_sections(data.get("section"), where)
+
+
+def _read_sections(sections: object, where: _Locator) -> list[tuple[str, list[str]]]:
+    """The [[section]] tables as (title, article slugs), in reading order."""
     if not isinstance(sections, list) or not sections:
         raise IssueError(
             f"{where.path}: missing sections: add at least one [[section]] with title and articles"
@@ -240,7 +249,7 @@ def _read_manifest(
         for key in section:
             if key not in _SECTION_KEYS:
                 raise IssueError(
-                    f"{where.key(key, section=index)}: unknown key '{key}' in section {index} "
+                    f"{where.key(key, section=index)}: unknown key {show(key)} in section {index} "
                     "(allowed: title, articles)"
                 )
         for key in _SECTION_KEYS:
@@ -258,19 +267,15 @@ def _read_manifest(
         for slug in slugs:
             if slug.endswith(SNIPPET_SUFFIX):
                 raise IssueError(
-                    f"{where.at(repr(slug))}: write '{slug[:-3]}', without {SNIPPET_SUFFIX}"
+                    f"{where.at(repr(slug))}: write {show(slug[:-3])}, without {SNIPPET_SUFFIX}"
                 )
-            if not _SLUG.match(slug):
-                raise IssueError(f"{where.at(repr(slug))}: '{slug}' is not a valid file name")
+            problem = slug_problem(slug)
+            if problem:
+                raise IssueError(f"{where.at(repr(slug))}: the article slug {show(slug)} {problem}")
+        if SLOT_MARKER.search(title):
+            raise IssueError(f"{loc}: section {index}: title cannot contain a %%MAILER_...%% slot")
         plan.append((title.strip(), slugs))
-    meta = IssueMeta(
-        slug=folder,
-        number=data["number"],
-        date=data["date"],
-        subject=data["subject"].strip(),
-        preheader=data["preheader"].strip(),
-    )
-    return meta, data.get("notice", "").strip(), plan
+    return plan
 
 
 class _Locator:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import traceback
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel import Locale, UnknownLocaleError
 
-from mailer.compose.markdown import ParsedIssue
+from mailer.compose.markdown import ParsedIssue, heading_level
 from mailer.compose.model import PERSONAL_FIELDS, Newsletter, slot
 from mailer.errors import IssueError
+from mailer.settings import show
 
 LAYOUT = "newsletter.mjml.j2"  # the email's layout, in Newsletter.layouts_dir
 
@@ -41,8 +44,30 @@ def date_text(d: dt.date) -> str:
     return f"{_MONTHS[d.month - 1]} {d.day}, {d.year}"
 
 
+@functools.cache
+def text_direction(language: str) -> str:
+    """``"rtl"`` for a language written right to left (ar, he, fa-IR, ur, az-Arab), else ``"ltr"``.
+
+    From CLDR's data, through Babel. A tag CLDR does not know is tried without its last
+    subtags (``ar-XX`` as ``ar``); a language it does not know at all is taken as ltr.
+    """
+    subtags = language.split("-")
+    while subtags:
+        try:
+            direction: str = Locale.parse("-".join(subtags), sep="-").text_direction
+        except (UnknownLocaleError, ValueError):
+            subtags.pop()
+            continue
+        return direction
+    return "ltr"
+
+
 def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) -> dict[str, Any]:
-    """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``web``, ``slot()``."""
+    """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``dir``, ``web``, ``slot()``.
+
+    ``dir`` is the text direction of ``newsletter.language``; each article's ``level`` is its
+    title's heading level (2 under an untitled section, 3 under a section's <h2>).
+    """
     issue = parsed.issue
     sections = [
         {
@@ -50,6 +75,7 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
             "articles": [
                 {
                     "slug": a.slug,
+                    "level": heading_level(section),
                     "title": a.title,
                     "html": parsed.html[a.slug],
                     "link": a.link,
@@ -75,6 +101,7 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
             "notice": parsed.notice_html,
         },
         "sections": sections,
+        "dir": text_direction(newsletter.language),
         "web": web,
     }
 
@@ -82,16 +109,20 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
 def _slot(name: str) -> str:
     if name not in PERSONAL_FIELDS:
         raise jinja2.UndefinedError(
-            f"slot({name!r}) is not a personal field (one of {', '.join(PERSONAL_FIELDS)})"
+            f"slot({show(name)}) is not a personal field (one of {', '.join(PERSONAL_FIELDS)})"
         )
     return slot(name)
 
 
 def environment(layouts_dir: Path) -> jinja2.Environment:
-    if not layouts_dir.is_dir():
+    try:
+        os.listdir(layouts_dir)  # Jinja would take an unreadable folder for a missing layout
+    except (FileNotFoundError, NotADirectoryError):
         raise IssueError(
             f"{layouts_dir}: layouts folder not found (set layouts_dir in mailer.toml)"
-        )
+        ) from None
+    except OSError as exc:
+        raise IssueError(f"{layouts_dir}: cannot read the layouts folder: {exc.strerror}") from None
     return _environment(layouts_dir.resolve())
 
 
@@ -128,6 +159,9 @@ def render_layout(context: dict[str, Any], layouts_dir: Path, name: str = LAYOUT
         raise IssueError(f"{_template_line(exc, path)}: layout error: {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. a filter on the wrong type
         raise IssueError(f"{_template_line(exc, path)}: layout error: {exc}") from None
+    except OSError as exc:  # the layout (or a file it includes) cannot be read
+        where = exc.filename or path
+        raise IssueError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
 
 def _template_line(exc: BaseException, default: Path) -> str:

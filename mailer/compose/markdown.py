@@ -17,10 +17,13 @@ from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
-from mailer.compose.issue import MANIFEST, Issue
+from mailer.compose.issue import MANIFEST, Issue, Section
+from mailer.compose.model import SLOT_MARKER
 from mailer.errors import IssueError
+from mailer.settings import show
 
-# Article titles are <h3> (sections <h2>): headings inside a snippet start at <h4>.
+# Sections' titles are <h2>; an article's title is <h3> under one, <h2> in an untitled
+# section (no level skipped after the masthead's <h1>); a snippet's headings sit below it.
 _HEADING_SHIFT = 3
 
 _ABSOLUTE = re.compile(r"^(https?://|mailto:|tel:|#)", re.IGNORECASE)
@@ -39,25 +42,41 @@ class Parsed:
         return SyntaxTreeNode(list(self.tokens))
 
 
-def parse(source: str, path: Path | None = None, first_line: int = 1) -> Parsed:
-    """Parse ``source`` (found at ``path`` from ``first_line``); check images have alt text."""
+def heading_level(section: Section) -> int:
+    """The heading level of the titles of the section's articles."""
+    return 3 if section.title else 2
+
+
+def parse(
+    source: str, path: Path | None = None, first_line: int = 1, shift: int = _HEADING_SHIFT
+) -> Parsed:
+    """Parse ``source`` (found at ``path`` from ``first_line``); check images have alt text.
+
+    Headings move down by ``shift`` levels (``#`` becomes ``<h4>`` by default), at most h6.
+    """
     tokens = _md.parse(source)
     warnings: list[str] = []
     for token in tokens:
         if token.type in ("heading_open", "heading_close"):
-            level = min(int(token.tag[1]) + _HEADING_SHIFT, 6)
+            level = min(int(token.tag[1]) + shift, 6)
             token.tag = f"h{level}"
         if token.type != "inline" or not token.children:
             continue
         line = first_line + (token.map[0] if token.map else 0)
         where = f"{path}:{line}" if path else f"line {line}"
         for child in token.children:
+            made = [child.content, *(str(v) for v in child.attrs.values())]
+            if any(SLOT_MARKER.search(text) for text in made):  # e.g. from %%MAILER\_NAME%%
+                raise IssueError(
+                    f"{where}: the text makes a %%MAILER_...%% slot marker, which issue text "
+                    "cannot contain"
+                )
             if child.type == "image" and not child.content.strip():
                 raise IssueError(f"{where}: image without alt text: write ![what it shows](url)")
             target = str(child.attrs.get("href" if child.type == "link_open" else "src", ""))
             if child.type in ("link_open", "image") and not _ABSOLUTE.match(target):
                 warnings.append(
-                    f"{where}: {target!r} is not an absolute URL: it will not work in an email"
+                    f"{where}: {show(target)} is not an absolute URL: it will not work in an email"
                 )
     return Parsed(tuple(tokens), tuple(warnings))
 
@@ -81,7 +100,11 @@ class ParsedIssue:
 def parse_issue(issue: Issue) -> ParsedIssue:
     """Stage 1: every snippet's Markdown -> tokens and HTML fragments."""
     notice = parse(issue.notice, issue.path / MANIFEST) if issue.notice else None
-    bodies = {a.slug: parse(a.body, a.path, a.body_line) for a in issue.articles}
+    bodies = {
+        a.slug: parse(a.body, a.path, a.body_line, heading_level(section))
+        for section in issue.sections
+        for a in section.articles
+    }
     return ParsedIssue(
         issue=issue,
         notice=notice,

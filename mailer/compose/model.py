@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "web_url")
 
 _SLOT = re.compile(r"%%MAILER_([A-Z_]+)%%")
+SLOT_MARKER = _SLOT  # what PersonalTemplate cuts at: issue text and config values cannot hold it
 
 
 def slot(name: str) -> str:
@@ -61,6 +62,9 @@ class PersonalTemplate:
         return "".join(out)
 
 
+ADDED_LATER = {"hashed_unless_default": True}  # see Newsletter
+
+
 @dataclass(frozen=True, kw_only=True)
 class Newsletter:
     """All compose reads of the configuration: what the email shows, and the layouts folder.
@@ -68,7 +72,9 @@ class Newsletter:
     :func:`~mailer.compose.pipeline.content_hash` hashes exactly these fields, in this order
     (the layouts folder by its files, the others by their text). The field names and order are
     part of every recorded hash: renaming, reordering or adding one makes every ledger see a
-    changed issue, so add a field only with the output it changes.
+    changed issue, so add a field only with the output it changes, at the end, marked
+    ``ADDED_LATER``: it is then hashed only when it differs from its default, so an issue
+    composed as before keeps the hash recorded before the field existed.
     """
 
     layouts_dir: Path
@@ -78,6 +84,7 @@ class Newsletter:
     postal_address: str
     why_received: str = ""  # footer line: why the reader gets this email
     base_url: str  # public URL of `mailer serve`, without a trailing slash
+    language: str = field(default="en", metadata=ADDED_LATER)  # a language tag: <html lang>
 
     @classmethod
     def from_config(cls, config: Config) -> Newsletter:

@@ -18,10 +18,10 @@ import mailer
 from mailer.compose.issue import Issue, load_issue
 from mailer.compose.layout import LAYOUT, layout_context, render_layout
 from mailer.compose.markdown import ParsedIssue, parse_issue
-from mailer.compose.model import ComposedIssue, Newsletter, PersonalTemplate, slot
+from mailer.compose.model import SLOT_MARKER, ComposedIssue, Newsletter, PersonalTemplate, slot
 from mailer.compose.render import inline_css, render_mjml
 from mailer.compose.text import render_text
-from mailer.errors import IssueError
+from mailer.errors import ConfigError, IssueError
 
 STAGES = ("load", "markdown", "jinja", "mjml", "premailer", "text")
 GMAIL_CLIP_BYTES = 102_000  # Gmail cuts messages whose HTML exceeds 102 KB
@@ -61,6 +61,9 @@ def compose_loaded(
 ) -> ComposedIssue:
     """Compose an issue already read by :func:`load_issue`."""
     timer = _Timer(timings)
+    for name, value in newsletter.shown():
+        if SLOT_MARKER.search(value):
+            raise ConfigError(f"{name}: cannot contain a %%MAILER_...%% slot marker")
     with timer("markdown"):
         parsed = parse_issue(issue)
     email = render_html(parsed, newsletter, web=False, timer=timer)
@@ -69,11 +72,11 @@ def compose_loaded(
         text = render_text(parsed, newsletter)
 
     layout = newsletter.layouts_dir / LAYOUT
-    template = PersonalTemplate.parse(email)
+    template = _template(email, layout)
     for needed in ("unsubscribe_url", "web_url"):
         if needed not in template.fields:
             raise IssueError(f"{layout}: the email must contain {{{{ slot('{needed}') }}}}")
-    leaked = PersonalTemplate.parse(web).fields
+    leaked = _template(web, layout).fields
     if leaked:
         raise IssueError(
             f"{layout}: the web version (web=true) must not use slot('{leaked[0]}'): "
@@ -86,11 +89,19 @@ def compose_loaded(
     return ComposedIssue(
         meta=issue.meta,
         html=template,
-        text=PersonalTemplate.parse(text),
+        text=_template(text, layout),
         web_html=web,
         content_hash=content_hash(parsed, newsletter),
         warnings=tuple(warnings),
     )
+
+
+def _template(text: str, layout: Path) -> PersonalTemplate:
+    """The text cut at its slots (issue and config are checked first: a bad one is the layout's)."""
+    try:
+        return PersonalTemplate.parse(text)
+    except ValueError as exc:  # an unknown %%MAILER_...%% written in the layout itself
+        raise IssueError(f"{layout}: {exc}") from None
 
 
 def render_html(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool, timer: _Timer) -> str:
@@ -132,10 +143,19 @@ def content_hash(parsed: ParsedIssue, newsletter: Newsletter) -> str:
         add(f"issue/{name}", raw)
     for f in fields(newsletter):
         value = getattr(newsletter, f.name)
+        if f.metadata.get("hashed_unless_default") and value == f.default:
+            continue  # as before the field existed (Newsletter says why)
         if isinstance(value, Path):
             for path in sorted(p for p in value.rglob("*") if p.is_file()):
-                add(f"layouts/{path.relative_to(value).as_posix()}", path.read_bytes())
+                add(f"layouts/{path.relative_to(value).as_posix()}", _read_layout(path))
         else:
             add(f"config/{f.name}", str(value).encode())
     add("slots", slot("unsubscribe_url").encode())
     return digest.hexdigest()
+
+
+def _read_layout(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise IssueError(f"{path}: cannot read: {exc.strerror or exc}") from None

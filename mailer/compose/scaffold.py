@@ -9,7 +9,7 @@ import unicodedata
 from pathlib import Path
 
 from mailer.compose.issue import MANIFEST
-from mailer.errors import IssueError
+from mailer.errors import ConfigError, IssueError
 
 EXAMPLE_SLUG = "first-article"
 _NUMBERED = re.compile(r"^(\d+)-")
@@ -25,11 +25,15 @@ def slugify(text: str, max_length: int = 40) -> str:
 
 def next_number(issues_dir: Path) -> int:
     """One more than the highest ``NNN-`` folder number in ``issues_dir`` (1 if none)."""
-    numbers = [
-        int(m.group(1))
-        for p in (issues_dir.iterdir() if issues_dir.is_dir() else ())
-        if p.is_dir() and (m := _NUMBERED.match(p.name))
-    ]
+    try:
+        entries = list(issues_dir.iterdir())
+    except FileNotFoundError:
+        entries = []  # created by new_issue
+    except NotADirectoryError:
+        raise ConfigError(f"issues_dir: {issues_dir} is not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"issues_dir: cannot read {issues_dir}: {exc.strerror}") from None
+    numbers = [int(m.group(1)) for p in entries if p.is_dir() and (m := _NUMBERED.match(p.name))]
     return max(numbers, default=0) + 1
 
 
@@ -46,11 +50,13 @@ def new_issue(issues_dir: Path, subject: str, date: dt.date | None = None) -> Pa
     number = next_number(issues_dir)
     folder = issues_dir / f"{number:03d}-{slugify(subject)}"
     date = date or dt.date.today()
-    issues_dir.mkdir(parents=True, exist_ok=True)
     try:
+        issues_dir.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
     except FileExistsError:
         raise IssueError(f"{folder}: already exists; not overwriting it") from None
+    except OSError as exc:
+        raise ConfigError(f"issues_dir: cannot create {folder}: {exc.strerror}") from None
     manifest = f"""\
 # Issue manifest. Every *.md file in this folder is an article; list each one in a section.
 number = {number}
@@ -83,6 +89,13 @@ Write the article in Markdown: paragraphs separated by a blank line, *emphasis*,
 - one point;
 - another point.
 """
-    (folder / MANIFEST).write_text(manifest, encoding="utf-8")
-    (folder / f"{EXAMPLE_SLUG}.md").write_text(article, encoding="utf-8")
+    files = {folder / MANIFEST: manifest, folder / f"{EXAMPLE_SLUG}.md": article}
+    try:
+        for path, text in files.items():
+            path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        for path in files:  # leave nothing half-written
+            path.unlink(missing_ok=True)
+        folder.rmdir()
+        raise IssueError(f"{folder}: cannot write the new issue: {exc.strerror}") from None
     return folder

@@ -5,16 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, exists, select, text
 from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import DatabaseUnavailable
 from mailer.store.db import Store
-from mailer.store.models import Base, IssueState
-
-# An issue is public from the moment its send starts: its first readers follow "view in
-# browser" while the rest of the list is still being sent to.
-_PUBLIC = (IssueState.SENDING, IssueState.SENT)
+from mailer.store.models import Base, DeliveryStatus, IssueState
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,18 @@ class ArchivedIssue:
 
 
 _ISSUES = Base.metadata.tables["issues"]
-_PUBLIC_ISSUES = _ISSUES.c.state.in_([s.value for s in _PUBLIC]) & (_ISSUES.c.number > 0)
+_DELIVERIES = Base.metadata.tables["deliveries"]
+# An issue is public once a copy of it was delivered: its first readers follow "view in
+# browser" while the rest of the list is still being sent to. Not before: a send that failed
+# ahead of its first message (refused login, server down) has recorded the issue, but nobody
+# has it, and the editor may still change it. A finished send is public even if no copy was
+# delivered (an empty list, every address refused): the editor did publish it. Test sends
+# (number 0) never are. The delivered check is an index probe (ix_deliveries_issue_status).
+_DELIVERED = exists().where(
+    _DELIVERIES.c.issue_id == _ISSUES.c.id,
+    _DELIVERIES.c.status == DeliveryStatus.SENT.value,
+)
+_PUBLIC_ISSUES = (_ISSUES.c.number > 0) & ((_ISSUES.c.state == IssueState.SENT.value) | _DELIVERED)
 # Core statements built once: the archive page is the app's most fetched.
 _LIST = (
     select(
@@ -46,7 +53,7 @@ _WEB_HTML = select(_ISSUES.c.web_html).where(_PUBLIC_ISSUES, _ISSUES.c.slug == b
 
 
 def archived_issues(store: Store, limit: int | None = None) -> list[ArchivedIssue]:
-    """Issues sent or being sent, newest first (by issue date, then number)."""
+    """The public issues (see ``_PUBLIC_ISSUES``), newest first (by issue date, then number)."""
     try:
         with store.engine.connect() as conn:
             rows = conn.execute(_LIST if limit is None else _LIST.limit(limit)).all()
@@ -66,7 +73,7 @@ def archived_issues(store: Store, limit: int | None = None) -> list[ArchivedIssu
 
 
 def archived_web_html(store: Store, slug: str) -> str | None:
-    """The web version of a sent issue, exactly as recorded; None if not public."""
+    """The web version of a public issue, exactly as recorded; None if not public."""
     try:
         with store.engine.connect() as conn:
             html: str | None = conn.execute(_WEB_HTML, {"slug": slug}).scalar()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from urllib.parse import quote
 
 from mailer.store.archive import ArchivedIssue
+from mailer.web.urls import issue_path
 
 ATOM = "http://www.w3.org/2005/Atom"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -41,7 +41,7 @@ def atom_feed(
     author = _sub(feed, "author")
     _sub(author, "name", title)
     for issue in issues:
-        url = f"{base_url}/issues/{quote(issue.slug)}"
+        url = f"{base_url}/{issue_path(issue.slug)}"
         entry = _sub(feed, "entry")
         _sub(entry, "title", issue.subject)
         _sub(entry, "id", url)

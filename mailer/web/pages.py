@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
 from mailer.config import Config
+from mailer.web.urls import issue_path
 
 # Token pages must not be cached by proxies nor indexed: they are per subscriber.
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
@@ -42,6 +43,7 @@ class Pages:
             auto_reload=False,  # templates ship with the package: no stat() per render
         )
         self.env.filters["long_date"] = _long_date
+        self.env.filters["issue_path"] = issue_path
         self._link_parts: dict[tuple[str, bool, str], tuple[str, ...]] = {}
         self.env.globals.update(
             newsletter=config.name,

@@ -12,6 +12,28 @@ def _replace(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def alias_bomb() -> str:
+    """A "billion laughs" front matter: 9 levels of 9 aliases, 9**9 'lol's, under 400 bytes."""
+    lines = ["a: &a [" + ",".join(["lol"] * 9) + "]"]
+    lines += [
+        f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    return "---\ntitle: *i\n" + "\n".join(lines) + "\n---\nText\n"
+
+
+def _symlink_outside(d: Path) -> None:
+    outside = d.parent / "elsewhere.md"
+    outside.write_text("---\ntitle: Not part of the issue\n---\nSecret text\n")
+    (d / "appointment.md").unlink()
+    (d / "appointment.md").symlink_to(outside)
+
+
+def _folder_for(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
 # (what to break, expected message fragment: file and line where known)
 BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
     "missing manifest": (lambda d: (d / "issue.toml").unlink(), "issue.toml: missing manifest"),
@@ -108,5 +130,84 @@ BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
     "not utf-8": (
         lambda d: (d / "appointment.md").write_bytes(b"---\ntitle: caf\xe9\n---\n"),
         "appointment.md: not UTF-8 text",
+    ),
+    # Issue 9, item 8: YAML anchors and aliases (an alias bomb), deep nesting.
+    "alias bomb in front matter": (
+        lambda d: (d / "appointment.md").write_text(alias_bomb()),
+        "appointment.md:2: malformed front matter: anchors (&name) and aliases (*name) are not",
+    ),
+    "anchor in front matter": (
+        lambda d: (d / "appointment.md").write_text("---\ntitle: &t Title\n---\nText\n"),
+        "appointment.md:2: malformed front matter: anchors (&name) and aliases",
+    ),
+    "deeply nested front matter": (
+        lambda d: (d / "appointment.md").write_text("---\ntitle: " + "[" * 50_000 + "\n---\n"),
+        "appointment.md:2: malformed front matter: nested too deeply",
+    ),
+    # Item 17: slot markers in issue text, files that cannot be read.
+    "unknown slot marker in a snippet": (
+        lambda d: (d / "appointment.md").write_text("---\ntitle: T\n---\nHi %%MAILER_FOO%%\n"),
+        "appointment.md:4: '%%MAILER_FOO%%' is reserved for the layout's per-reader slots",
+    ),
+    "slot marker in a title": (
+        lambda d: (d / "appointment.md").write_text("---\ntitle: Hi %%MAILER_NAME%%\n---\nT\n"),
+        "appointment.md:2: '%%MAILER_NAME%%' is reserved",
+    ),
+    "slot marker in the subject": (
+        lambda d: _replace(
+            d / "issue.toml", 'subject = "Spring', 'subject = "%%MAILER_FOO%% Spring'
+        ),
+        "issue.toml:4: '%%MAILER_FOO%%' is reserved",
+    ),
+    "slot marker in the subject, escaped": (
+        lambda d: _replace(
+            d / "issue.toml", 'subject = "Spring', 'subject = "%%MAILER\\u005fFOO%% Spring'
+        ),
+        "issue.toml:4: subject cannot contain a %%MAILER_...%% slot",
+    ),
+    "manifest is a folder": (
+        lambda d: _folder_for(d / "issue.toml"),
+        "issue.toml: is a folder, not a file",
+    ),
+    "snippet is a folder": (
+        lambda d: _folder_for(d / "rankings.md"),
+        "rankings.md: is a folder, not a file",
+    ),
+    "snippet is a dangling symlink": (
+        lambda d: (d / "stray.md").symlink_to(d / "gone.md"),
+        "stray.md: not listed in any section",
+    ),
+    # Item 18: the number fits PostgreSQL's integer and a token's 32 bits.
+    "number zero": (
+        lambda d: _replace(d / "issue.toml", "number = 7", "number = 0"),
+        "issue.toml:2: number must be from 1 to 2147483647, got 0",
+    ),
+    "number over postgresql's integer": (
+        lambda d: _replace(d / "issue.toml", "number = 7", "number = 2147483648"),
+        "issue.toml:2: number must be from 1 to 2147483647, got 2147483648",
+    ),
+    "number over 32 bits": (
+        lambda d: _replace(d / "issue.toml", "number = 7", "number = 4294967296"),
+        "issue.toml:2: number must be from 1 to 2147483647, got 4294967296",
+    ),
+    # Item 23: slugs are lowercase words joined by hyphens.
+    "article slug with capitals": (
+        lambda d: (
+            _replace(d / "issue.toml", '"appointment"', '"New_Appointment"'),
+            (d / "appointment.md").rename(d / "New_Appointment.md"),
+        ),
+        "issue.toml:21: the article slug 'New_Appointment' must be lowercase letters and digits",
+    ),
+    "article slug too long": (
+        lambda d: (
+            _replace(d / "issue.toml", '"appointment"', '"' + "a" * 65 + '"'),
+            (d / "appointment.md").rename(d / ("a" * 65 + ".md")),
+        ),
+        "is 65 characters long (at most 64)",
+    ),
+    # Item 25: a snippet may not be a symlink out of the issue folder.
+    "snippet symlinked outside the folder": (
+        _symlink_outside,
+        "appointment.md: a symlink to ",
     ),
 }

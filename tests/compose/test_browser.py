@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/ (compose-*.png).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from mailer.compose.build import build
+from mailer.compose.issue import load_issue
 from mailer.compose.model import Newsletter
 from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SAMPLE_ISSUE
 
@@ -50,16 +52,16 @@ CONTRAST_JS = """
 LAYOUT_JS = """
 () => {
   const flow = document.querySelector('td.flow');
-  const p = flow.querySelector('h3 ~ p');  // an article paragraph (not the notice)
+  const p = flow.querySelector('.title ~ p');  // an article paragraph (not the notice)
   const rect = e => e.getBoundingClientRect();
   return {
     scrollWidth: document.documentElement.scrollWidth,
     clientWidth: document.documentElement.clientWidth,
     column: rect(flow).width,
-    text: rect(flow.querySelector('h3')).width,
+    text: rect(flow.querySelector('.title')).width,
     fontSize: parseFloat(getComputedStyle(p).fontSize),
     lineHeight: parseFloat(getComputedStyle(p).lineHeight),
-    titleLefts: [...document.querySelectorAll('h3')].map(h => Math.round(rect(h).left)),
+    titleLefts: [...document.querySelectorAll('.title')].map(h => Math.round(rect(h).left)),
     widest: Math.max(...[...document.body.querySelectorAll('*')].map(e => rect(e).right)),
   };
 }
@@ -85,8 +87,8 @@ def sample_file(newsletter: Newsletter, tmp_path_factory: pytest.TempPathFactory
     return path
 
 
-def _open(browser: Any, path: Path, width: int) -> Any:
-    page = browser.new_page(viewport={"width": width, "height": 900})
+def _open(browser: Any, path: Path, width: int, color_scheme: str = "light") -> Any:
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=color_scheme)
     # The email must not need the network: fail any request that is not the file itself.
     page.route(
         "**/*",
@@ -162,3 +164,122 @@ def test_small_issue_with_image_fits_the_phone(
     assert img[0] >= 320 and img[1] <= 375  # scaled down to the column, not cropped
     page.screenshot(path=str(ARTIFACTS / "compose-small-375.png"), full_page=True)
     page.close()
+
+
+PREHEADER_JS = """
+() => {
+  const div = document.body.firstElementChild;
+  return {
+    text: div.textContent.trim(),
+    boxes: div.getClientRects().length,
+    width: div.getBoundingClientRect().width,
+    height: div.getBoundingClientRect().height,
+    shown: document.body.innerText,
+  };
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_preheader_is_not_visible(browser: Any, sample_file: Path, scheme: str) -> None:
+    page = _open(browser, sample_file, 375, scheme)
+    found = page.evaluate(PREHEADER_JS)
+    page.close()
+    preheader = load_issue(SAMPLE_ISSUE).meta.preheader
+    assert found["text"].startswith(preheader)  # the div is the preheader
+    assert found["boxes"] == 0 and found["width"] == found["height"] == 0  # nothing laid out
+    assert preheader not in found["shown"] and preheader[:30] not in found["shown"]
+    assert "Democracy in Uzbekistan" in found["shown"]  # innerText does show the rest
+
+
+# The effective background of the article column and the footer, and whether the page
+# is in dark mode at all.
+SCHEME_JS = """
+() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  return {
+    dark: matchMedia('(prefers-color-scheme: dark)').matches,
+    page: background(document.body),
+    column: background(document.querySelector('td.flow')),
+    footer: background(document.querySelector('td.foot')),
+    text: rgb(getComputedStyle(document.querySelector('td.flow p')).color),
+  };
+}
+"""
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(v: float) -> float:
+        v /= 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("width", [375, 1200])
+def test_dark_mode_is_dark_and_readable(browser: Any, sample_file: Path, width: int) -> None:
+    page = _open(browser, sample_file, width, "dark")
+    found = page.evaluate(SCHEME_JS)
+    texts = page.evaluate(CONTRAST_JS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"compose-sample-dark-{width}.png"))
+    if width == 375:
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.screenshot(path=str(ARTIFACTS / "compose-sample-dark-375-footer.png"))
+    page.close()
+    assert found["dark"]
+    # The layout's own dark colours took over: dark backgrounds, light text.
+    for name in ("page", "column", "footer"):
+        assert _luminance(found[name]) < 0.03, (name, found[name])
+    assert _luminance(found["text"]) > 0.6, found["text"]
+    assert len(texts) > 200
+    low = [t for t in texts if t["ratio"] < 4.5]
+    assert low == [], low[:5]
+
+
+def test_the_light_page_stays_light(browser: Any, sample_file: Path) -> None:
+    page = _open(browser, sample_file, 375, "light")
+    found = page.evaluate(SCHEME_JS)
+    page.close()
+    assert not found["dark"]
+    assert found["column"] == [255, 255, 255] and found["page"] == [233, 237, 242]
+
+
+def test_a_right_to_left_language_reads_right_to_left(
+    browser: Any, issue: Path, newsletter: Newsletter
+) -> None:
+    path = issue.parent / "rtl.html"
+    arabic = dataclasses.replace(newsletter, language="ar")
+    path.write_text(build(issue, arabic).html, encoding="utf-8")
+    page = _open(browser, path, 375)
+    found = page.evaluate(
+        """() => {
+          const flow = document.querySelector('td.flow'), title = flow.querySelector('.title');
+          const column = flow.getBoundingClientRect(), box = title.getBoundingClientRect();
+          const range = document.createRange();
+          range.selectNodeContents(flow.querySelector('.title ~ p'));
+          const words = range.getBoundingClientRect();
+          return {
+            lang: document.documentElement.lang,
+            dir: document.documentElement.dir,
+            direction: getComputedStyle(title).direction,
+            align: getComputedStyle(flow.firstElementChild).textAlign,
+            right: column.right - parseFloat(getComputedStyle(flow).paddingRight) - words.right,
+            titleRight: column.right - box.right,
+          };
+        }"""
+    )
+    page.screenshot(path=str(ARTIFACTS / "compose-small-rtl-375.png"), full_page=True)
+    page.close()
+    assert (found["lang"], found["dir"], found["direction"]) == ("ar", "rtl", "rtl")
+    assert found["align"] == "right"
+    assert abs(found["right"]) <= 1  # the paragraph's lines end at the column's right edge
+    assert found["titleRight"] <= 40  # within the column's side padding

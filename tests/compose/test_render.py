@@ -32,8 +32,8 @@ def _line_of(path: Path, needle: str) -> int:
 def test_layout_renders_mjml_with_escaped_text(issue: Path, newsletter: Newsletter) -> None:
     parsed = parse_issue(load_issue(issue))
     mjml = render_layout(layout_context(parsed, newsletter, web=False), newsletter.layouts_dir)
-    assert mjml.lstrip().startswith('<mjml lang="en">')
-    assert "<h2>Rankings &amp; reports</h2>" in mjml  # autoescaped title
+    assert mjml.lstrip().startswith('<mjml lang="en" dir="ltr">')
+    assert '<h2 class="section">Rankings &amp; reports</h2>' in mjml  # autoescaped title
     assert "&lt;script&gt;" in mjml  # snippet text stays text
     assert slot("unsubscribe_url") in mjml
 

@@ -10,6 +10,8 @@ from mailer.config import Config
 from mailer.store import subscribers
 from mailer.store.db import Store
 from mailer.store.models import (
+    Delivery,
+    DeliveryStatus,
     Issue,
     IssueState,
     Subscriber,
@@ -84,3 +86,17 @@ def events(store: Store, subscriber: Subscriber) -> list[SubscriberEvent]:
 def count_events(store: Store) -> int:
     with store.session() as session:
         return session.scalar(select(func.count()).select_from(SubscriberEvent)) or 0
+
+
+def add_deliveries(store: Store, issue: Issue, *statuses: DeliveryStatus) -> None:
+    """Ledger rows of ``issue``, one per status, each to a new subscriber."""
+    with store.session() as session, session.begin():
+        for n, status in enumerate(statuses):
+            subscriber = Subscriber(
+                uid=new_uid(),
+                email=f"reader{issue.number}-{n}@example.org",
+                email_key=f"reader{issue.number}-{n}@example.org",
+            )
+            session.add(subscriber)
+            session.flush()
+            session.add(Delivery(issue_id=issue.id, subscriber_id=subscriber.id, status=status))

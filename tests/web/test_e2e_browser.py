@@ -189,3 +189,68 @@ def test_unsubscribe_in_a_browser_stops_the_next_issue(config_env: Path, tmp_pat
         sink.stop()
     assert sorted(second) == ["bob@example.org", "carla@example.org"]
     assert all("#26" in str(m["Subject"]) for m in second.values())
+
+
+def test_a_bounced_reader_and_a_failed_send_in_a_browser(config_env: Path, tmp_path: Path) -> None:
+    """A bounced reader's old link unsubscribes but offers no Resubscribe; an issue whose send
+    failed before its first message is not in the archive."""
+    from mailer.config import load_config
+    from mailer.tokens import make_token
+
+    database = tmp_path / "list.db"
+    store = open_store(f"sqlite:///{database}", check_schema=False)
+    schema.upgrade(store.engine)
+    subscribers.add_subscriber(store, "jane.doe@example.org")  # whom the send fails to reach
+    reader = subscribers.add_subscriber(store, "bounced.reader@example.org")
+    subscribers.set_status(store, reader.email, SubscriberStatus.BOUNCED, source="bounce")
+    store.close()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update(
+        PYTHONPATH=str(REPO),
+        MAILER_DATABASE_URL=f"sqlite:///{database}",
+        MAILER_BASE_URL=base,
+        MAILER_SMTP_URL=f"smtp://127.0.0.1:{free_port()}",  # nothing listens: refused
+        MAILER_LAYOUTS_DIR=str(REPO / "layouts"),
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "mailer", "send", str(SAMPLE_ISSUE), "--yes"],
+        cwd=config_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 1 and "cannot connect" in failed.stderr
+    url = f"{base}/unsubscribe/{make_token(load_config().secret_keys(), reader.uid, 24)}"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with serving(config_env, env, port) as server, sync_playwright() as playwright:
+        wait_until_up(f"{base}/healthz", server)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 720})
+            watch_console(page, problems)
+            page.goto(url)
+            page.get_by_role("button", name="Unsubscribe").click()
+            page.wait_for_load_state()
+            assert "You are unsubscribed" in page.inner_text("main")
+            assert page.get_by_role("button", name="Resubscribe").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "web-5-bounced-unsubscribed.png"), full_page=True)
+            page.goto(url)
+            assert "You are already unsubscribed" in page.inner_text("main")
+            assert page.get_by_role("button", name="Resubscribe").count() == 0
+
+            page.goto(f"{base}/")
+            assert "No issue has been sent yet." in page.inner_text("main")
+            assert (
+                page.get_by_role("link", name="Democracy in Uzbekistan #25: May 2022").count() == 0
+            )
+            page.screenshot(path=str(ARTIFACTS / "web-6-archive-after-failed-send.png"))
+            answer = page.goto(f"{base}/issues/025-may-2022")
+            assert answer is not None and answer.status == 404
+        finally:
+            browser.close()
+    assert problems == []

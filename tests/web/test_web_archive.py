@@ -9,9 +9,9 @@ from starlette.testclient import TestClient
 
 from mailer.config import Config
 from mailer.store.db import Store
-from mailer.store.models import IssueState
+from mailer.store.models import DeliveryStatus, IssueState
 
-from .helpers import add_issue
+from .helpers import add_deliveries, add_issue
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -26,7 +26,8 @@ def test_empty_archive(client: TestClient, store: Store) -> None:
 
 def test_archive_lists_sent_issues_newest_first(client: TestClient, store: Store) -> None:
     add_issue(store, 24, subject="April news", date="2022-04-05")
-    add_issue(store, 26, subject="June news", date="2022-06-05", state=IssueState.SENDING)
+    june = add_issue(store, 26, subject="June news", date="2022-06-05", state=IssueState.SENDING)
+    add_deliveries(store, june, DeliveryStatus.SENT, DeliveryStatus.PENDING)  # under way
     add_issue(store, 25, subject="May news", date="2022-05-05")
     page = client.get("/")
     assert page.status_code == 200

@@ -82,7 +82,7 @@ def test_a_crash_is_a_plain_500_with_the_headers(
     def broken(*args: object) -> None:
         raise RuntimeError("boom: secret detail")
 
-    monkeypatch.setattr("mailer.web.app.archived_issues", broken)
+    monkeypatch.setattr("mailer.web.archive.archived_issues", broken)
     with TestClient(create_app(web_config), raise_server_exceptions=False) as client:
         answer = client.get("/")
     assert answer.status_code == 500
@@ -162,7 +162,7 @@ def test_healthz_503_and_pages_503_when_the_database_is_gone(
     app = create_app(config)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/healthz").status_code == 200
-        app.state.store.engine.dispose()  # drop pooled connections, as a restarted DB would
+        app.state.web.store.engine.dispose()  # drop pooled connections, as a restarted DB would
         shutil.move(folder, config_env / "gone")
         answer = client.get("/healthz")
         assert (answer.status_code, answer.text) == (503, "database unavailable")
@@ -173,7 +173,7 @@ def test_healthz_503_and_pages_503_when_the_database_is_gone(
         assert "Nothing was changed" in answer.text
         assert client.get("/").status_code == 503
         shutil.move(config_env / "gone", folder)
-        app.state.store.engine.dispose()
+        app.state.web.store.engine.dispose()
         assert client.get("/healthz").status_code == 200
         assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
 

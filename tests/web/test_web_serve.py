@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -137,3 +138,131 @@ def test_asgi_factory_under_uvicorn_reads_mailer_config(
     finally:
         process.terminate()
         process.communicate(timeout=10)  # also closes the pipe
+
+
+def migrated(database_url: str) -> None:
+    store = open_store(database_url, check_schema=False)
+    schema.upgrade(store.engine)
+    store.close()
+
+
+def test_mailer_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    config_env: Path, database_url: str
+) -> None:
+    migrated(database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+            cwd=config_env,
+            env=serve_env(database_url),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_mailer_serve_on_an_address_it_cannot_have_is_one_line(
+    config_env: Path, database_url: str
+) -> None:
+    migrated(database_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer", "serve", "--host", "192.0.2.1", "--port", "0"],
+        cwd=config_env,
+        env=serve_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: cannot listen on 192.0.2.1:0: cannot assign requested address\n"
+    )
+
+
+def test_mailer_serve_port_0_prints_the_port_it_got(config_env: Path, database_url: str) -> None:
+    migrated(database_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--port", "0"],
+        cwd=config_env,
+        env=serve_env(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.match(r"serving .* on http://127\.0\.0\.1:(\d+) \(public URL ", line)
+        assert found, line
+        port = int(found[1])
+        assert port != 0
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+# Folder names an editor may give an issue: spaces, URL delimiters, %, non-ASCII; and a / and
+# a %2F, which a slug from elsewhere than a folder might hold.
+ODD_SLUGS = ["a b", "a#b", "a?b=c", "100%", "a%2Fb", "a/b", "ü-é", "a+b&c;d", '<"x">', "a\\b"]
+
+
+def test_every_slug_is_percent_encoded_and_its_url_answers(
+    config_env: Path, database_url: str
+) -> None:
+    """Through a real server (the test client decodes paths twice): the archive's links and
+    the feed's resolve to each issue's own page."""
+    import datetime as dt
+    import xml.etree.ElementTree as ET
+    from urllib.parse import urljoin
+
+    from mailer.store.models import Issue, IssueState
+
+    migrated(database_url)
+    store = open_store(database_url)
+    with store.session() as session, session.begin():
+        for number, slug in enumerate(ODD_SLUGS, 1):
+            session.add(
+                Issue(
+                    slug=slug,
+                    number=number,
+                    subject=f"Issue {number}",
+                    date="2022-05-05",
+                    content_hash="0" * 64,
+                    state=IssueState.SENT,
+                    web_html=f"<p>issue {number}</p>",
+                    sent_at=dt.datetime.now(dt.UTC),
+                )
+            )
+    store.close()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = serve_env(database_url)
+    env["MAILER_BASE_URL"] = base
+    with serving(config_env, env, port) as process:
+        wait_until_up(f"{base}/healthz", process)
+        page = httpx2.get(f"{base}/").text
+        links = dict(
+            (int(number), href)
+            for href, number in re.findall(r'<a href="([^"]+)">Issue (\d+)</a>', page)
+        )
+        feed = ET.fromstring(httpx2.get(f"{base}/feed.xml").content)
+        atom = "{http://www.w3.org/2005/Atom}"
+        feed_links = {
+            int((entry.findtext(f"{atom}title") or "").split()[1]): entry.findtext(f"{atom}id")
+            for entry in feed.iter(f"{atom}entry")
+        }
+        assert sorted(links) == sorted(feed_links) == list(range(1, len(ODD_SLUGS) + 1))
+        for number, slug in enumerate(ODD_SLUGS, 1):
+            href = links[number]
+            assert href.startswith("issues/") and "/" not in href.removeprefix("issues/"), href
+            for url in (urljoin(f"{base}/", href), feed_links[number]):
+                assert url == f"{base}/{href}"
+                answer = httpx2.get(url)
+                assert (answer.status_code, answer.text) == (200, f"<p>issue {number}</p>"), slug

@@ -20,7 +20,7 @@ from mailer.store import db
 from mailer.store.db import Store
 from mailer.store.models import Subscriber, SubscriberStatus
 from mailer.store.status import change_status
-from mailer.store.subscribers import forget
+from mailer.store.subscribers import forget, set_status
 from mailer.tokens import make_token
 from mailer.web import create_app
 from mailer.web.masking import mask_address
@@ -243,6 +243,78 @@ def test_resubscribe_refuses_what_a_link_did_not_do(
     assert len(events(store, jane)) == 1
 
 
+def test_an_old_link_cannot_make_a_bounced_address_active(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    """The page, its Unsubscribe button, then Resubscribe: the bounce must stay in force."""
+    add_issue(store, 25)
+    bounced = add_subscriber(store, "b@example.org", SubscriberStatus.BOUNCED)
+    token = token_for(web_config, bounced, 25)
+    assert ">Unsubscribe</button>" in client.get(f"/unsubscribe/{token}").text
+    done = client.post(f"/unsubscribe/{token}", data={"via": "page"})
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    assert ">Resubscribe</button>" not in done.text
+    assert ">Resubscribe</button>" not in client.get(f"/unsubscribe/{token}").text
+    answer = client.post(f"/resubscribe/{token}")
+    assert answer.status_code == 409 and "cannot be resubscribed here" in answer.text
+    assert reload(store, bounced).status == SubscriberStatus.UNSUBSCRIBED
+    assert [(e.old_status, e.new_status) for e in events(store, bounced)] == [
+        ("active", "bounced"),
+        ("bounced", "unsubscribed"),
+    ]
+
+
+def test_resubscribe_only_undoes_what_the_same_issue_link_did(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    add_issue(store, 25)
+    add_issue(store, 26)
+    jane = add_subscriber(store, "jane@example.org")
+    may, june = token_for(web_config, jane, 25), token_for(web_config, jane, 26)
+    client.post(f"/unsubscribe/{may}", data=ONE_CLICK)
+    # June's link did not unsubscribe her: it may not undo May's.
+    assert ">Resubscribe</button>" not in client.get(f"/unsubscribe/{june}").text
+    assert ">Resubscribe</button>" not in client.post(f"/unsubscribe/{june}", data=ONE_CLICK).text
+    assert client.post(f"/resubscribe/{june}").status_code == 409
+    assert reload(store, jane).status == SubscriberStatus.UNSUBSCRIBED
+    # May's link may, and shows so.
+    assert ">Resubscribe</button>" in client.get(f"/unsubscribe/{may}").text
+    assert client.post(f"/resubscribe/{may}").status_code == 200
+    assert reload(store, jane).status == SubscriberStatus.ACTIVE
+
+
+def test_resubscribe_reads_the_latest_change_of_the_history(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    """Bounced, reactivated by the operator, then unsubscribed by a link: that link may undo
+    it (active before it); an operator's unsubscribe after a link's may not be undone."""
+    add_issue(store, 25)
+    jane = add_subscriber(store, "jane@example.org", SubscriberStatus.BOUNCED)
+    set_status(store, "jane@example.org", SubscriberStatus.ACTIVE, source="cli")
+    token = token_for(web_config, jane, 25)
+    client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+    assert client.post(f"/resubscribe/{token}").status_code == 200
+    assert reload(store, jane).status == SubscriberStatus.ACTIVE
+    client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+    set_status(store, "jane@example.org", SubscriberStatus.BOUNCED, source="bounce")
+    set_status(store, "jane@example.org", SubscriberStatus.UNSUBSCRIBED, source="cli")
+    assert client.post(f"/resubscribe/{token}").status_code == 409
+    assert reload(store, jane).status_source == "cli"
+
+
+def test_a_test_send_link_undoes_only_its_own_unsubscribe(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    """Issue 0 (a test copy) and an issue never recorded both have no issues row: the
+    history's reason still tells them apart."""
+    jane = add_subscriber(store, "jane@example.org")
+    test_copy, unknown = token_for(web_config, jane, 0), token_for(web_config, jane, 99)
+    client.post(f"/unsubscribe/{test_copy}", data=ONE_CLICK)
+    assert client.post(f"/resubscribe/{unknown}").status_code == 409
+    assert client.post(f"/resubscribe/{test_copy}").status_code == 200
+    assert reload(store, jane).status == SubscriberStatus.ACTIVE
+
+
 def test_bounced_can_opt_out_and_complained_stays(
     client: TestClient, store: Store, web_config: Config
 ) -> None:
@@ -289,6 +361,35 @@ def test_bad_tokens_get_one_identical_404_and_change_nothing(
         assert (answer.status_code, answer.text) == (404, reference.text)
     assert reload(store, jane).status == SubscriberStatus.ACTIVE
     assert count_events(store) == 0
+
+
+def other_spellings(token: str) -> list[str]:
+    """The same bytes spelled otherwise: the last character with other spare low bits, and
+    the standard alphabet's + and / for - and _ (what a lenient decoder takes alike)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    high = alphabet.index(token[-1]) & 0b110000  # the 2 bits the last character carries
+    spellings = [token[:-1] + alphabet[high | low] for low in range(16)]
+    spellings.remove(token)
+    spellings.append(token.replace("-", "+").replace("_", "/"))
+    return spellings
+
+
+def test_other_spellings_of_a_valid_token_are_the_404_and_change_nothing(
+    client: TestClient, store: Store, web_config: Config
+) -> None:
+    jane = add_subscriber(store, "jane@example.org")
+    # A token with a - in it (its + spelling is a path the router still reaches).
+    token = next(t for t in (token_for(web_config, jane, n) for n in range(1, 500)) if "-" in t)
+    reference = client.get("/no-such-page")
+    spellings = other_spellings(token)
+    assert len(spellings) == 16
+    for spelling in spellings:
+        for method in ("GET", "POST"):
+            answer = client.request(method, f"/unsubscribe/{spelling}", data=ONE_CLICK)
+            assert (answer.status_code, answer.text) == (404, reference.text), spelling
+    assert reload(store, jane).status == SubscriberStatus.ACTIVE
+    assert count_events(store) == 0
+    assert client.get(f"/unsubscribe/{token}").status_code == 200
 
 
 def test_token_of_a_forgotten_subscriber_is_404(
