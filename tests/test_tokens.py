@@ -155,3 +155,18 @@ def test_verp_token_without_a_key_or_with_a_bad_uid() -> None:
         make_verp_token([KEY], "zz" * 16, 1)
     with pytest.raises(TokenError, match="out of range"):
         make_verp_token([KEY], new_uid(), 2**32)
+
+
+def test_every_one_character_variant_of_a_verp_token_is_refused() -> None:
+    """Case aside (MTAs may fold it), only the canonical spelling is a VERP token."""
+    token = make_verp_token([KEY], new_uid(), 25)
+    others = "abcdefghijklmnopqrstuvwxyz234567" + "0189=+/_-."
+    refused = 0
+    for i in range(len(token)):
+        for c in others:
+            if c != token[i]:
+                with pytest.raises(TokenError):
+                    read_verp_token([KEY], token[:i] + c + token[i + 1 :])
+                refused += 1
+    assert refused == len(token) * (len(others) - 1)
+    assert read_verp_token([KEY], token.upper()) == read_verp_token([KEY], token)
