@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from mailer.bounces.job import process
 from mailer.bounces.ports import Kind
-from mailer.bounces.process import Summary
 from mailer.cli.app import app, get_config
 from mailer.errors import ConfigError, MailerError
 from mailer.store.db import open_store
+
+if TYPE_CHECKING:
+    from mailer.bounces.process import Summary
+
+# The parsers, flufl.bounce and imaplib load only when `mailer bounces` runs, not with every
+# other command.
 
 EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and tries the pipe again later
 
@@ -33,6 +39,8 @@ def bounces(
     spec = mailbox or config.bounce_mailbox
     if not spec:
         raise ConfigError("bounces: give a MAILBOX or set bounce_mailbox")
+    from mailer.bounces.job import process
+
     with open_store(config.database_url).guard() as store:
         summary = process(config, store, spec)
     _print(summary)
@@ -42,6 +50,8 @@ def _from_pipe(ctx: typer.Context) -> None:
     """``mailer bounces -``: exit 0 once the report is handled (an unrecognised one kept in
     bounce_unrecognised_dir), 75 on any failure so the MTA retries: never lose a report."""
     try:
+        from mailer.bounces.job import process
+
         config = get_config(ctx)
         with open_store(config.database_url).guard() as store:
             summary = process(config, store, "-")

@@ -13,6 +13,7 @@ from mailer.cli import app
 from mailer.cli.subscribers import parse_attrs
 from mailer.errors import InvalidAttribute
 from mailer.store.db import create_db_engine
+from mailer.store.schema import HEAD
 
 
 @pytest.fixture
@@ -53,12 +54,12 @@ def test_init_creates_sqlite_next_to_config(
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     db = config_env / "subscribers.db"
-    assert f"created database sqlite:///{db} (schema revision 0001)" in first.output
+    assert f"created database sqlite:///{db} (schema revision {HEAD})" in first.output
     assert db.exists()
     second = runner.invoke(app, args)
-    assert "is up to date (schema revision 0001)" in second.output
+    assert f"is up to date (schema revision {HEAD})" in second.output
     current = runner.invoke(app, ["--config", str(config_env / "mailer.toml"), "db", "current"])
-    assert current.stdout == f"sqlite:///{db}: revision 0001; code needs 0001 (up to date)\n"
+    assert current.stdout == f"sqlite:///{db}: revision {HEAD}; code needs {HEAD} (up to date)\n"
     assert current.exit_code == 0
 
 
