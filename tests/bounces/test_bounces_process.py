@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from mailer.bounces.job import run_once
 from mailer.bounces.ports import Kind
 from mailer.config import Config
 from mailer.send.ports import DeliveryResult, DeliveryStatus
@@ -319,3 +321,14 @@ def test_a_complaint_beats_a_bounce_and_imports_never_reactivate_it(
 
     import_csv(store, io.StringIO(f"email\n{C}\n", newline=""), resubscribe=True)
     assert status_of(store, C) == "complained"
+
+
+def test_run_once_reads_the_configured_mailbox(store: Store, cfg: Config, box: Box) -> None:
+    assert run_once(cfg, store).total == 0  # bounce_mailbox not set: nothing to do
+    subscribe(store, A)
+    copies = send_issue(store, cfg, 1)
+    box.put(dsn(copies[A]))
+    configured = dataclasses.replace(cfg, bounce_mailbox=str(box.path))
+    assert run_once(configured, store).counts[Kind.HARD] == 1
+    assert run_once(configured, store).total == 0
+    assert status_of(store, A) == "bounced"
