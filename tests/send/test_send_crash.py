@@ -98,7 +98,9 @@ def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
     database = store.engine.url.render_as_string(hide_password=False)
     emails = add_subscribers(store, 100)
     args = ("send", str(SAMPLE_ISSUE), "--yes", "--connections", "2")
-    first = _mailer(config_env, database, smtp.url(), *args, "--rate", "10/s")  # 10 s
+    # 50 s at 2/s: the second process must start (imports, compose) while the first sends,
+    # even on a loaded machine; the first is stopped by Ctrl-C as soon as that is checked.
+    first = _mailer(config_env, database, smtp.url(), *args, "--rate", "2/s")
     try:
         deadline = time.monotonic() + 30
         while not smtp.recipients and time.monotonic() < deadline:
