@@ -270,6 +270,7 @@ class Run:
         message_id = self.factory.message_id(recipient)
         try:
             message = self.factory.build(recipient, message_id)
+            rcpt = self.factory.envelope_to(row.email)
         except InvalidAddress as exc:
             self.writer.put(
                 DeliveryResult(
@@ -289,7 +290,7 @@ class Run:
                 raise _Stopped
 
         try:
-            reply = connection.send(self.factory.envelope_from, row.email, message, gate)
+            reply = connection.send(self.factory.envelope_from, rcpt, message, gate)
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise

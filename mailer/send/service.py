@@ -189,7 +189,7 @@ class SendService:
         message = factory.build(persona, to=to)
         connection = transport.connect()
         try:
-            reply = connection.send(factory.envelope_from, to, message)
+            reply = connection.send(factory.envelope_from, factory.envelope_to(to), message)
         finally:
             connection.close()
         if reply.outcome != "sent":
