@@ -183,7 +183,12 @@ class SmtpTransport:
         self.target = target
         context = ssl.create_default_context()
         if target.ca_file:
-            context.load_verify_locations(cafile=target.ca_file)
+            try:
+                context.load_verify_locations(cafile=target.ca_file)
+            except (ssl.SSLError, OSError, ValueError):
+                raise ConfigError(
+                    f"smtp_ca_file: {target.ca_file} holds no PEM certificate to trust"
+                ) from None
         self._context = context
 
     def connect(self) -> SmtpConnection:
@@ -253,18 +258,25 @@ class SmtpConnection:
         message: bytes,
         gate: Gate | None,
     ) -> Reply:
+        mail_from = f"MAIL FROM:<{envelope_from}>"
+        if not (envelope_from.isascii() and recipient.isascii()):
+            # A UTF-8 local part (RFC 6531): only through a server that takes it, and then the
+            # UTF-8 header that names it too (8BITMIME comes with SMTPUTF8).
+            if not smtp.has_extn("smtputf8"):
+                return Reply(
+                    553,
+                    f"5.6.7 not sent: <{recipient}> has a non-ASCII local part, which needs "
+                    f"SMTPUTF8, and {self.target.host}:{self.target.port} does not offer it",
+                )
+            mail_from += " SMTPUTF8" + (" BODY=8BITMIME" if smtp.has_extn("8bitmime") else "")
         if smtp.does_esmtp and smtp.has_extn("pipelining"):
             # RFC 2920: one write, three replies (two round trips per message instead of four).
-            smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+            smtp.send(f"{mail_from}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
             mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
         else:
-            mail = smtp.mail(envelope_from)
-            rcpt = smtp.rcpt(recipient) if mail[0] == 250 else (503, b"")
-            if rcpt[0] in (250, 251):
-                smtp.putcmd("data")
-                data = smtp.getreply()
-            else:
-                data = (503, b"")
+            mail = _command(smtp, mail_from)
+            rcpt = _command(smtp, f"RCPT TO:<{recipient}>") if mail[0] == 250 else (503, b"")
+            data = _command(smtp, "DATA") if rcpt[0] in (250, 251) else (503, b"")
         failed = next(
             (r for r, ok in ((mail, (250,)), (rcpt, (250, 251)), (data, (354,))) if r[0] not in ok),
             None,
@@ -354,6 +366,12 @@ class SmtpConnection:
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
         _close_quietly(smtp)
+
+
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    """One command (UTF-8: an SMTPUTF8 address may be in it) and its reply."""
+    smtp.send(line.encode() + b"\r\n")
+    return smtp.getreply()
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:

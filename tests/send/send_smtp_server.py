@@ -8,9 +8,9 @@ It records every message it accepted (recipient and bytes) and can be told to:
 ``delay``     wait this long before answering DATA,
 ``reject_senders`` answer 553 to MAIL FROM these senders,
 ``reject_message`` answer this to every message's final dot.
-It announces PIPELINING unless ``pipelining=False``. With ``certs`` it offers STARTTLS (and
-requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS only), with ``implicit_tls`` it
-speaks TLS from the first byte (smtps).
+It announces PIPELINING unless ``pipelining=False``, SMTPUTF8 with ``smtputf8=True``. With
+``certs`` it offers STARTTLS (and requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS
+only), with ``implicit_tls`` it speaks TLS from the first byte (smtps).
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class RecordingHandler:
         self._per_session: dict[int, int] = {}
         self.logins: list[tuple[str, str]] = []
         self.senders: list[str] = []  # every MAIL FROM
+        self.mail_options: list[list[str]] = []  # the parameters of every MAIL FROM
 
     @property
     def recipients(self) -> list[str]:
@@ -131,6 +132,7 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         with self.lock:
             self.senders.append(address)
+            self.mail_options.append(list(mail_options))
         return "250 OK"
 
     async def handle_RCPT(
@@ -203,10 +205,11 @@ class SmtpServer:
         implicit_tls: bool = False,
         users: dict[str, str] | None = None,
         pipelining: bool = True,
+        smtputf8: bool = False,
     ) -> None:
         self.faults = faults or Faults()
         self.handler = RecordingHandler(self.faults, users, pipelining)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if certs is not None and not implicit_tls:
             kwargs.update(tls_context=certs.server_context(), require_starttls=True)
         if users is not None:
