@@ -38,6 +38,8 @@ _SIMPLE_NAME = re.compile(r"^(?!.*=\?)[ -~]{1,60}$")
 
 def clean(text: str) -> str:
     """``text`` with control characters (CR, LF, ...) turned into spaces, spaces collapsed."""
+    if text.isprintable() and "  " not in text and text.strip() == text:
+        return text  # clean already (the hot path: every copy's name)
     return " ".join(_CONTROL.sub(" ", text).split())
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.quoprimime
 import hashlib
 import html
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -70,11 +71,29 @@ _SOFT_BREAK = b"=\r\n"
 _QP_WIDTH = 73
 
 
+# Text that quoted-printable leaves as it is (printable ASCII but "=", no space at the end):
+# the per-recipient values nearly always. Encoding it is only cutting it into lines with
+# soft breaks, done here because quoprimime (pure Python) costs several us a value.
+_QP_LITERAL = re.compile(r"[ -<>-~]*[!-<>-~]")
+
+
 def qp_encode(text: str) -> bytes:
     """Quoted-printable (UTF-8) with CRLF line ends and no line starting with a dot: lines of
     at most 73 octets, 75 where a leading dot became ``=2E`` (76 with :func:`_piece`'s break)."""
+    if _QP_LITERAL.fullmatch(text):
+        width = _QP_WIDTH - 1  # and "=" for the soft break
+        lines = [text[i : i + width] for i in range(0, len(text), width)]
+        encoded = "=\r\n".join(lines).encode("ascii")
+        if b"\n." in encoded or encoded.startswith(b"."):
+            encoded = _escape_dots(encoded)
+        return encoded
     raw = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8").decode("latin-1")
     encoded = email.quoprimime.body_encode(raw, maxlinelen=_QP_WIDTH, eol="\r\n").encode("ascii")
+    return _escape_dots(encoded)
+
+
+def _escape_dots(encoded: bytes) -> bytes:
+    """No line starting with ``.`` (written ``=2E``): the bytes need no dot-stuffing."""
     if encoded.startswith(b"."):
         encoded = b"=2E" + encoded[1:]
     return encoded.replace(b"\r\n.", b"\r\n=2E")

@@ -43,9 +43,13 @@ across a power cut); PostgreSQL commits are durable anyway. A copy resent after 
 keeps its Message-ID, so receiving systems may drop the duplicate themselves.
 
 Unsubscribes during a run: every row's subscriber status is read in the batch that hands it
-out (batches are small and sized to the rate, so the read is at most a fraction of a second
-old when the message goes), and re-read before a backoff retry. A subscriber no longer
-active has their row marked ``skipped``.
+out, re-read before a backoff retry, and read once more at the gate, after the message's
+body has gone and right before its final dot (the writer answers the checks of all senders
+waiting at that moment with one query, in its group's transaction). A subscriber no longer
+active has their row marked ``skipped``; one who left while the body was on its way has the
+message abandoned without the final dot (the server discards it; the connection is
+reopened). So an unsubscribe committed (answered 200) before a message's final dot stops
+that message; only one committed during the last round trip of a transaction can race it.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from mailer.send.message import MessageFactory
 from mailer.send.ports import DeliveryResult, DeliveryStatus, Ledger, LedgerRow, Recipient
 from mailer.send.rate_limit import RateLimiter
 from mailer.send.transport import Connection, Reply, Transport
-from mailer.send.writer import Ack, Writer
+from mailer.send.writer import Ack, Check, Writer
 
 # --- options -------------------------------------------------------------------------------
 
@@ -120,6 +124,10 @@ OnProgress = Callable[[Progress], None]
 
 class _Stopped(Exception):
     """The run is stopping: abandon the current message (it stays pending)."""
+
+
+class _Unsubscribed(Exception):
+    """The recipient left the list while their message was on its way: abandon it."""
 
 
 class Run:
@@ -242,14 +250,17 @@ class Run:
         try:
             connection = self.transport.connect()
             while not self.stop.is_set():
-                if self._limiter is not None:
-                    self._limiter.wait(self.stop)
-                    if self.stop.is_set():
-                        break
+                # A row first, then its slot: a sender with nothing left to send ends now,
+                # not after waiting for a slot it would not use (at 6/m, 10 s each).
                 item = self.dispatch.take()
                 if item is None:
                     break
                 row, tries = item
+                if self._limiter is not None:
+                    self._limiter.wait(self.stop)
+                    if self.stop.is_set():
+                        self.dispatch.finished(row, tries, None)  # still pending: resumed
+                        break
                 ack = self._deliver(connection, row, tries, ack)
             if ack is not None:
                 ack.wait()
@@ -282,15 +293,27 @@ class Run:
 
         # The invariant: the previous outcome is committed before this message is committed
         # to the server. The gate runs right before the final dot, so the envelope and body
-        # travel while the writer commits.
+        # travel while the writer commits. The check answered there is read after every
+        # earlier outcome is committed (so the previous one is durable once it is answered)
+        # and after this message's body went: an unsubscribe committed before that moment
+        # stops the message.
         def gate() -> None:
+            check = Check(row.subscriber_id)
+            self.writer.check(check)
+            check.wait()
             if previous is not None:
-                previous.wait()
+                previous.wait()  # done already: queued before the check
             if self.writer.error is not None or self.stop.is_set():
                 raise _Stopped
+            if not check.active:
+                raise _Unsubscribed
 
         try:
             reply = connection.send(self.factory.envelope_from, rcpt, message, gate)
+        except _Unsubscribed:  # abandoned before the final dot: the server discards it
+            self.skip(row)
+            self.dispatch.finished(row, tries, None)
+            return previous
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise

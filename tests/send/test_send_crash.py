@@ -98,7 +98,7 @@ def test_a_second_run_of_the_same_issue_is_refused_while_one_sends(
     database = store.engine.url.render_as_string(hide_password=False)
     emails = add_subscribers(store, 100)
     args = ("send", str(SAMPLE_ISSUE), "--yes", "--connections", "2")
-    first = _mailer(config_env, database, smtp.url(), *args, "--rate", "10/s")  # 10 s
+    first = _mailer(config_env, database, smtp.url(), *args, "--rate", "5/s")  # 20 s
     try:
         deadline = time.monotonic() + 30
         while not smtp.recipients and time.monotonic() < deadline:
