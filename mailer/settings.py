@@ -191,6 +191,20 @@ class Mailto(Kind):
         return "mailto:" + ascii_address(setting, address) + mailto[len(address) :]
 
 
+class Choice(Kind):
+    """One of a few words."""
+
+    def __init__(self, *words: str) -> None:
+        self.words = words
+        self.expected = " or ".join(f'"{w}"' for w in words)
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if text not in self.words:
+            raise self.fail(setting, value)
+        return text
+
+
 class Rate(Kind):
     expected = "a rate like 50/s, 3000/m or 10000/h"
 
@@ -337,6 +351,10 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="unlimited"),
     Setting("envelope_sender", "", "The bounce address (MAIL FROM).", "sending", Address(),
             example="bounces@example.org", default_doc="from_address"),
+    Setting("bulk_sender_rules", "enforce", "`enforce`: a send that leaves this machine is "
+            "refused when Gmail's and Yahoo's bulk-sender rules would fail it (http base_url, "
+            "dkim_domain not aligned with From); `warn`: it goes with a warning (see Sending).",
+            "sending", Choice("enforce", "warn")),
     Setting("dkim_key_file", "", "Unencrypted PEM RSA private key, e.g. from `dknewkey mail`.",
             "dkim", OptionalFile(), example="mail.key"),
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",

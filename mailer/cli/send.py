@@ -23,7 +23,9 @@ from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import SendError
+from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus
+from mailer.send.readiness import Level
 from mailer.send.run import Progress as RunProgress
 from mailer.send.run import SendOptions
 from mailer.send.service import Plan, SendService, Summary
@@ -80,8 +82,16 @@ def send(
             raise SendError("--as only goes with --to")
         if dry_run:
             _dry_run(service, issue, retry)
+            for finding in readiness.findings(config):
+                prefix = "refused at send" if finding.level is Level.ERROR else "warning"
+                err.print(f"{prefix}: {finding}", markup=False)
             return
         via = service.transport.describe()  # first: a transport config error is the one line
+        warnings, refusal = readiness.check(config)  # the bulk-sender rules, before anything
+        for finding in warnings:
+            err.print(f"warning: {finding}", markup=False)
+        if refusal is not None:
+            raise refusal
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),

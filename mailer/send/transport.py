@@ -132,12 +132,7 @@ class SmtpTarget:
 
     @property
     def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     def describe(self) -> str:
         user = f"{self.username}@" if self.username else ""
@@ -145,6 +140,28 @@ class SmtpTarget:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: a relay on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def stays_local(config: Config) -> bool:
+    """Whether ``smtp_url`` leaves the machine neither: ``maildir:`` or a loopback relay
+    (``mailer sink``, a test server, a local MTA)."""
+    if config.smtp_url.startswith("maildir:"):
+        return True
+    try:
+        host = urlsplit(config.smtp_url).hostname
+    except ValueError:
+        return False
+    return host is not None and is_loopback(host)
 
 
 def smtp_target(config: Config) -> SmtpTarget:
