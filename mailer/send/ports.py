@@ -163,6 +163,15 @@ class IssueStore(Protocol):
     def ledger(self, issue_id: int) -> Ledger: ...
 
 
+class Lease(Protocol):
+    """The run's hold on its issue (the store's send lock): while it holds, no second run
+    sends the same rows."""
+
+    def check(self) -> None:
+        """Raise SendError if the hold is gone (the run must stop)."""
+        ...
+
+
 class SubscriberLookup(Protocol):
     """Finding a subscriber to personalise a test copy as."""
 

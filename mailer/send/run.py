@@ -62,7 +62,14 @@ from dataclasses import dataclass
 from mailer.errors import InvalidAddress, MailerError, SendError, TransportError
 from mailer.send.dispatch import Dispatch, batch_size
 from mailer.send.message import MessageFactory
-from mailer.send.ports import DeliveryResult, DeliveryStatus, Ledger, LedgerRow, Recipient
+from mailer.send.ports import (
+    DeliveryResult,
+    DeliveryStatus,
+    Lease,
+    Ledger,
+    LedgerRow,
+    Recipient,
+)
 from mailer.send.rate_limit import RateLimiter
 from mailer.send.transport import Connection, Reply, Transport
 from mailer.send.writer import Ack, Check, Writer
@@ -142,8 +149,10 @@ class Run:
         options: SendOptions,
         *,
         total: int,
+        lease: Lease | None = None,
     ) -> None:
         self.factory = factory
+        self.lease = lease
         self.transport = transport
         self.options = options
         self.progress = Progress(total=total)
@@ -216,6 +225,7 @@ class Run:
             while any(t.is_alive() for t in senders):
                 for thread in senders:
                     thread.join(0.1)
+                self._check_lease()  # also while no message is going (backoffs)
                 if on_progress is not None:
                     on_progress(self._snapshot(started))
         except KeyboardInterrupt:
@@ -235,6 +245,13 @@ class Run:
                 raise self.error
             raise SendError(f"send stopped: {self.error!r}") from self.error
         return final
+
+    def _check_lease(self) -> None:
+        if self.lease is not None and not self.stop.is_set():
+            try:
+                self.lease.check()
+            except SendError as exc:
+                self.fail(exc)
 
     def _snapshot(self, started: float) -> Progress:
         with self._lock:
@@ -298,6 +315,8 @@ class Run:
         # and after this message's body went: an unsubscribe committed before that moment
         # stops the message.
         def gate() -> None:
+            if self.lease is not None:
+                self.lease.check()  # raises: this message is abandoned and the run stops
             check = Check(row.subscriber_id)
             self.writer.check(check)
             check.wait()
