@@ -31,7 +31,7 @@ from publicsuffixlist import PublicSuffixList
 
 from mailer.config import Config
 from mailer.errors import SendError
-from mailer.send.transport import stays_local
+from mailer.send.relay import stays_local
 
 OVERRIDE = "bulk_sender_rules"  # the setting that turns errors into warnings
 
