@@ -92,6 +92,7 @@ class Config:
     connections: int = 4
     rate: str = ""
     envelope_sender: str = ""
+    bulk_sender_rules: str = "enforce"  # or "warn" (mailer.send.readiness)
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""

@@ -136,7 +136,13 @@ class OptionalFile(Kind):
 
 
 class Address(Kind):
-    """One plain address (these go into headers and MAIL FROM as they are), or ``""``."""
+    """One plain address (these go into headers and MAIL FROM as they are), or ``""``.
+
+    A non-ASCII domain is kept in its IDNA form (``xn--...``), which is what goes out. A
+    non-ASCII local part is refused: every copy from (or replying to) it would need SMTPUTF8
+    at every server on the way to every reader, and a reader's server without it bounces
+    the copy. (Subscribers' own addresses may have one: see mailer.send.headers.)
+    """
 
     expected = "an email address"
 
@@ -144,7 +150,21 @@ class Address(Kind):
         text = self.text(setting, value)
         if text and not is_address(text):
             raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
-        return text
+        return ascii_address(setting, text)
+
+
+def ascii_address(setting: Setting, address: str) -> str:
+    """``address`` with an IDNA domain; ConfigError naming the setting for a non-ASCII local
+    part."""
+    if address.isascii():
+        return address
+    found = validate_email(address, check_deliverability=False)
+    if found.ascii_email is None:
+        raise ConfigError(
+            f"{setting.name}: {show(address)} has a non-ASCII local part, which most mail "
+            "servers cannot take (SMTPUTF8); use an ASCII one (a non-ASCII domain is fine)"
+        )
+    return str(found.ascii_email)
 
 
 class BounceAddress(Kind):
@@ -204,12 +224,26 @@ class Mailto(Kind):
         mailto = text.removeprefix("mailto:")
         address, _, query = mailto.partition("?")  # e.g. ?subject=unsubscribe
         # It goes into List-Unsubscribe as <mailto:...>: no '>', spaces or second address.
-        if not is_address(address) or any(c in query for c in "<> ,"):
+        if not is_address(address) or not query.isascii() or any(c in query for c in "<> ,"):
             raise ConfigError(
                 f"{setting.name}: {show(text)} should be an address, e.g. unsubscribe@example.org"
                 " or mailto:unsubscribe@example.org?subject=stop"
             )
-        return "mailto:" + mailto
+        return "mailto:" + ascii_address(setting, address) + mailto[len(address) :]
+
+
+class Choice(Kind):
+    """One of a few words."""
+
+    def __init__(self, *words: str) -> None:
+        self.words = words
+        self.expected = " or ".join(f'"{w}"' for w in words)
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if text not in self.words:
+            raise self.fail(setting, value)
+        return text
 
 
 class Language(Kind):
@@ -384,6 +418,10 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="unlimited"),
     Setting("envelope_sender", "", "The bounce address (MAIL FROM).", "sending", Address(),
             example="bounces@example.org", default_doc="from_address"),
+    Setting("bulk_sender_rules", "enforce", "`enforce`: a send that leaves this machine is "
+            "refused when Gmail's and Yahoo's bulk-sender rules would fail it (http base_url, "
+            "dkim_domain not aligned with From); `warn`: it goes with a warning (see Sending).",
+            "sending", Choice("enforce", "warn")),
     Setting("dkim_key_file", "", "Unencrypted PEM RSA private key, e.g. from `dknewkey mail`.",
             "dkim", OptionalFile(), example="mail.key"),
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",
