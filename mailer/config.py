@@ -93,9 +93,17 @@ class Config:
     connections: int = 4
     rate: str = ""
     envelope_sender: str = ""
+    bulk_sender_rules: str = "enforce"  # or "warn" (mailer.send.readiness)
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # Bounces and complaints.
+    bounce_address: str = ""
+    bounce_mailbox: str = field(default="", repr=False)  # an IMAP URL may hold a password
+    bounce_password_env: str = "MAILER_BOUNCE_PASSWORD"
+    bounce_processed_folder: str = "processed"
+    bounce_unrecognised_folder: str = "unrecognised"
+    bounce_unrecognised_dir: Path = Path("unrecognised-reports")
     # The sign-up form.
     consent_text: str = ""  # computed from the name when not set
     signup_link_days: int = 7
@@ -114,8 +122,9 @@ class Config:
 
     @property
     def sender(self) -> str:
-        """The envelope sender (bounce address)."""
-        return self.envelope_sender or self.from_address
+        """The envelope sender (bounce address) without a VERP token: test copies use it,
+        and every copy when ``bounce_address`` is not set."""
+        return self.bounce_address or self.envelope_sender or self.from_address
 
     def secret_keys(self) -> list[bytes]:
         """Token secrets, current first, then older ones still accepted (see README)."""

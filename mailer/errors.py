@@ -16,9 +16,11 @@ any of them into one line on stderr and a non-zero exit, never a traceback::
     │   └── CsvError               a CSV file cannot be read or has no email column
     ├── TokenError             a malformed, forged or unknown unsubscribe token
     ├── ServeError             `mailer serve` cannot listen on its address, or did not start
-    └── SendError              delivery
-        ├── TransportError         auth, TLS or connection failure: the run stops
-        └── ContentChanged         the issue changed after its send started
+    ├── SendError              delivery
+    │   ├── TransportError         auth, TLS or connection failure: the run stops
+    │   └── ContentChanged         the issue changed after its send started
+    └── BounceError            reading bounce and complaint reports
+        └── MailboxError           the bounce mailbox is missing, unreachable or refuses us
 
 Messages must never contain a secret (SMTP password, secret key, DSN password).
 """
@@ -90,3 +92,11 @@ class TransportError(SendError):
 
 class ContentChanged(SendError):
     """The issue's content changed after its send started."""
+
+
+class BounceError(MailerError):
+    """Bounce and complaint reports cannot be processed."""
+
+
+class MailboxError(BounceError):
+    """The bounce mailbox does not exist, cannot be reached, or refuses the login."""

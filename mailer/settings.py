@@ -30,6 +30,7 @@ ENV_PREFIX = "MAILER_"
 MAX_CONNECTIONS = 64  # parallel SMTP connections: the config's and the CLI's one bound
 MAX_TIMEOUT_SECONDS = 3600.0
 MAX_MESSAGES_PER_CONNECTION = 100_000
+VERP_LOCAL_MAX = 23  # + "+" + a 40-character token = 64, a local part's limit
 _SHOWN_CHARS = 40  # values quoted in an error are cut to this many characters
 # A bounded repr: a huge list or mapping is summarised while it is written, not after.
 _REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
@@ -145,7 +146,13 @@ class OptionalFile(Kind):
 
 
 class Address(Kind):
-    """One plain address (these go into headers and MAIL FROM as they are), or ``""``."""
+    """One plain address (these go into headers and MAIL FROM as they are), or ``""``.
+
+    A non-ASCII domain is kept in its IDNA form (``xn--...``), which is what goes out. A
+    non-ASCII local part is refused: every copy from (or replying to) it would need SMTPUTF8
+    at every server on the way to every reader, and a reader's server without it bounces
+    the copy. (Subscribers' own addresses may have one: see mailer.send.headers.)
+    """
 
     expected = "an email address"
 
@@ -153,7 +160,54 @@ class Address(Kind):
         text = self.text(setting, value)
         if text and not is_address(text):
             raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
+        return ascii_address(setting, text)
+
+
+def ascii_address(setting: Setting, address: str) -> str:
+    """``address`` with an IDNA domain; ConfigError naming the setting for a non-ASCII local
+    part."""
+    if address.isascii():
+        return address
+    found = validate_email(address, check_deliverability=False)
+    if found.ascii_email is None:
+        raise ConfigError(
+            f"{setting.name}: {show(address)} has a non-ASCII local part, which most mail "
+            "servers cannot take (SMTPUTF8); use an ASCII one (a non-ASCII domain is fine)"
+        )
+    return str(found.ascii_email)
+
+
+class BounceAddress(Kind):
+    """The VERP base: ``LOCAL+TOKEN@DOMAIN`` must fit a local part's 64 octets. The domain
+    may be a local one (``bounces@localhost``): the address only ever reaches our own MTA."""
+
+    expected = "an email address (local part up to 23 characters)"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if not text:
+            return ""
+        if not is_address(text, local_domain=True):
+            raise ConfigError(f"{setting.name}: {show(text)} is not an email address")
+        local = text.rpartition("@")[0]
+        if len(local) > VERP_LOCAL_MAX or "+" in local:
+            raise ConfigError(
+                f"{setting.name}: {show(text)}: the part before @ must be at most "
+                f"{VERP_LOCAL_MAX} characters without '+' (the VERP token adds '+' and 40)"
+            )
         return text
+
+
+class BounceMailbox(Kind):
+    """A Maildir path (relative to the config's folder) or an imap(s):// URL."""
+
+    expected = "a Maildir path or imaps://user@host/MAILBOX"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if not text or "://" in text:
+            return text
+        return str(resolve(root, text))
 
 
 class BaseUrl(Kind):
@@ -180,12 +234,26 @@ class Mailto(Kind):
         mailto = text.removeprefix("mailto:")
         address, _, query = mailto.partition("?")  # e.g. ?subject=unsubscribe
         # It goes into List-Unsubscribe as <mailto:...>: no '>', spaces or second address.
-        if not is_address(address) or any(c in query for c in "<> ,"):
+        if not is_address(address) or not query.isascii() or any(c in query for c in "<> ,"):
             raise ConfigError(
                 f"{setting.name}: {show(text)} should be an address, e.g. unsubscribe@example.org"
                 " or mailto:unsubscribe@example.org?subject=stop"
             )
-        return "mailto:" + mailto
+        return "mailto:" + ascii_address(setting, address) + mailto[len(address) :]
+
+
+class Choice(Kind):
+    """One of a few words."""
+
+    def __init__(self, *words: str) -> None:
+        self.words = words
+        self.expected = " or ".join(f'"{w}"' for w in words)
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        if text not in self.words:
+            raise self.fail(setting, value)
+        return text
 
 
 class Language(Kind):
@@ -210,6 +278,9 @@ class Rate(Kind):
         text = self.text(setting, value)
         parse_rate(text)
         return text
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 class Networks(Kind):
@@ -290,8 +361,13 @@ def resolve(root: Path, path: str) -> Path:
     return found if found.is_absolute() else root / found
 
 
-def is_address(value: str) -> bool:
-    """One plain address, as written (email-validator's normal form, case aside)."""
+def is_address(value: str, *, local_domain: bool = False) -> bool:
+    """One plain address, as written (email-validator's normal form, case aside);
+    ``local_domain`` also takes a single-label domain such as ``localhost`` (which
+    email-validator refuses in every mode: the local part is checked with a stand-in)."""
+    local, _, domain = value.rpartition("@")
+    if local_domain and _LABEL.match(domain):
+        value = f"{local}@{domain}.example"
     try:
         found = validate_email(value, check_deliverability=False)
     except EmailNotValidError:
@@ -334,6 +410,7 @@ GROUPS = {
     "smtp": "The mail server",
     "sending": "How a send goes",
     "dkim": "DKIM signing (all three or none)",
+    "bounces": "Bounces and complaints (`mailer bounces`)",
     "signup": "The sign-up form (/subscribe) and its abuse limits",
 }
 
@@ -380,7 +457,8 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("smtp_password_env", "MAILER_SMTP_PASSWORD", "Name of the environment variable "
             "holding the SMTP password (never shown in output or errors).", "smtp"),
-    Setting("smtp_ca_file", "", "Trust this CA too (certificates are always verified).",
+    Setting("smtp_ca_file", "", "Trust this CA too, for SMTP and the IMAP bounce mailbox "
+            "(certificates are always verified).",
             "smtp", OptionalFile(), example="/path/to/ca.pem"),
     Setting("smtp_timeout", 30.0, "Seconds to wait for the server.", "smtp", SECONDS),
     Setting("max_messages_per_connection", 1000, "Reconnect after this many messages.",
@@ -392,11 +470,30 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="unlimited"),
     Setting("envelope_sender", "", "The bounce address (MAIL FROM).", "sending", Address(),
             example="bounces@example.org", default_doc="from_address"),
+    Setting("bulk_sender_rules", "enforce", "`enforce`: a send that leaves this machine is "
+            "refused when Gmail's and Yahoo's bulk-sender rules would fail it (http base_url, "
+            "dkim_domain not aligned with From); `warn`: it goes with a warning (see Sending).",
+            "sending", Choice("enforce", "warn")),
     Setting("dkim_key_file", "", "Unencrypted PEM RSA private key, e.g. from `dknewkey mail`.",
             "dkim", OptionalFile(), example="mail.key"),
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",
             "dkim", example="mail"),
     Setting("dkim_domain", "", "The signing domain (d=).", "dkim", example="example.org"),
+    Setting("bounce_address", "", "VERP: each copy's envelope sender becomes LOCAL+TOKEN@DOMAIN"
+            " of this address (instead of envelope_sender), so every bounce names its delivery.",
+            "bounces", BounceAddress(), example="bounces@news.example.org"),
+    Setting("bounce_mailbox", "", "Where `mailer bounces` (and the worker) reads reports "
+            "without an argument: a Maildir path, imaps://user@host/INBOX or imap://... "
+            "(STARTTLS); may hold a password: never shown.", "bounces", BounceMailbox(),
+            secret=True, example="imaps://bounces@mail.example.org/INBOX"),
+    Setting("bounce_password_env", "MAILER_BOUNCE_PASSWORD", "Name of the environment "
+            "variable holding the IMAP password (never shown).", "bounces"),
+    Setting("bounce_processed_folder", "processed", "Handled reports are moved to this folder"
+            " (in a Maildir: its .NAME subfolder).", "bounces"),
+    Setting("bounce_unrecognised_folder", "unrecognised", "Reports that prove nothing or cannot"
+            " be read are moved here, for a person to look at.", "bounces"),
+    Setting("bounce_unrecognised_dir", "unrecognised-reports", "`mailer bounces -` (an MTA "
+            "pipe) keeps unrecognised reports in this Maildir.", "bounces", Folder()),
     Setting("consent_text", "", "What people sign up for, shown above the form's button and "
             "kept (by version) with each sign-up as proof of consent.", "signup",
             default_doc="Yes, please send me NAME by email. I can unsubscribe at any time "
@@ -433,7 +530,7 @@ _STARTER_HEAD = """\
 # which wins over this file. Relative paths are relative to this file's folder.
 # Secrets do not belong here: see secret_key_file and smtp_password_env.
 # Keys may stay at the top level, as here, or go under their table ([newsletter], [storage],
-# [smtp], [sending], [dkim], [signup]); a key set in two places is an error.
+# [smtp], [sending], [dkim], [bounces], [signup]); a key set in two places is an error.
 # The four required keys are set; every other line shows its default or an example.
 """
 

@@ -15,7 +15,7 @@ A token names one subscriber and the issue whose link carried it::
 The same keys sign the sign-up feature's values, each under its own MAC purpose (a token
 of one kind is never valid as another): preferences links (the unsubscribe token's layout),
 confirmation links (a random nonce, stored only hashed) and the sign-up form's timestamp
-stamps (:class:`FormStamp`).
+stamps (:class:`FormStamp`). VERP tokens (the envelope sender of each copy) are below.
 """
 
 from __future__ import annotations
@@ -97,6 +97,75 @@ def read_token(keys: Sequence[bytes], token: str) -> TokenClaims:
     if not ok or version != _VERSION:
         raise invalid
     return TokenClaims(subscriber_uid=uid.hex(), issue_number=issue_number)
+
+
+# --- VERP tokens: the envelope sender of each copy -----------------------------------------
+#
+# ``bounces+TOKEN@domain``: a bounce comes back to the address a copy was sent from, so the
+# token in it says which delivery failed. Layout, 25 bytes, lowercase base32 (40 characters):
+#
+#     version:1 | subscriber uid prefix:8 | issue number:4 | mac:12
+#
+# * Lowercase base32 (a-z, 2-7) survives MTAs that case-fold local parts; 25 bytes are 200
+#   bits, exactly 40 characters with no padding and no spare bits, so each token has one
+#   spelling (a case-folded one is read as the same token, nothing else is).
+# * 40 characters keep ``bounces+TOKEN`` well inside a local part's 64 octets.
+# * The first 64 bits of the subscriber uid (random, so no address and no row id) are enough
+#   to find the subscriber; the store refuses a prefix that two subscribers share.
+# * The mac (HMAC-SHA256 under the current key, 96 bits) has its own domain tag, so neither
+#   token can be turned into the other; every key is tried, in constant time (rotation).
+
+_VERP_VERSION = 1
+VERP_UID_PREFIX_BYTES = 8
+_VERP_MAC_BYTES = 12
+_VERP_LAYOUT = struct.Struct(">B8sI")
+VERP_TOKEN_LENGTH = 40
+
+
+@dataclass(frozen=True)
+class VerpClaims:
+    """What a valid VERP token names: a uid prefix (16 hex digits) and an issue number."""
+
+    uid_prefix: str
+    issue_number: int
+
+
+def _verp_mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, b"mailer-verp\0" + body, hashlib.sha256).digest()[:_VERP_MAC_BYTES]
+
+
+def make_verp_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
+    """The VERP token of ``subscriber_uid``'s copy of issue ``issue_number``."""
+    if not keys:
+        raise TokenError("no secret key configured")
+    try:
+        uid = bytes.fromhex(subscriber_uid)
+    except ValueError:
+        raise TokenError("subscriber uid is not hex") from None
+    if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
+        raise TokenError("subscriber uid or issue number out of range")
+    body = _VERP_LAYOUT.pack(_VERP_VERSION, uid[:VERP_UID_PREFIX_BYTES], issue_number)
+    raw = body + _verp_mac(keys[0], body)
+    return base64.b32encode(raw).decode("ascii").lower()
+
+
+def read_verp_token(keys: Sequence[bytes], token: str) -> VerpClaims:
+    """Check a VERP token (in any letter case) against every key; raise TokenError."""
+    invalid = TokenError("invalid VERP token")
+    if len(token) != VERP_TOKEN_LENGTH or not token.isascii() or not token.isalnum():
+        raise invalid
+    try:
+        raw = base64.b32decode(token.upper())
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    body, mac = raw[: _VERP_LAYOUT.size], raw[_VERP_LAYOUT.size :]
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(_verp_mac(key, body), mac)
+    version, prefix, issue_number = _VERP_LAYOUT.unpack(body)
+    if not ok or version != _VERP_VERSION:
+        raise invalid
+    return VerpClaims(uid_prefix=prefix.hex(), issue_number=issue_number)
 
 
 # --- other signed values: preferences links, sign-up links, form stamps ------------------

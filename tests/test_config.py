@@ -325,7 +325,7 @@ def test_the_repository_config_and_the_starter_stay_valid(tmp_path: Path, clean_
          "name belongs in [newsletter], not in [storage]"),
         (REQUIRED + "[mail]\nsmtp_url = 'smtp://x'\n",
          "unknown table [mail] (the tables are "
-         "[newsletter], [storage], [smtp], [sending], [dkim], [signup])"),
+         "[newsletter], [storage], [smtp], [sending], [dkim], [bounces], [signup])"),
         (REQUIRED + "[smtp]\nsmtp_urll = 'smtp://x'\n",
          "unknown key 'smtp_urll' in [smtp] (did you mean 'smtp_url'?)"),
         (REQUIRED + "conections = 3\n", "unknown key 'conections' (did you mean 'connections'?)"),

@@ -18,8 +18,15 @@ from types import ModuleType
 import grimp
 import pytest
 
-PACKAGES = ["mailer.cli", "mailer.compose", "mailer.send", "mailer.store", "mailer.web"]
-MODULE_SURFACES = ["mailer.send", "mailer.store"]
+PACKAGES = [
+    "mailer.bounces",
+    "mailer.cli",
+    "mailer.compose",
+    "mailer.send",
+    "mailer.store",
+    "mailer.web",
+]
+MODULE_SURFACES = ["mailer.bounces", "mailer.send", "mailer.store"]
 
 
 def exported(package: str) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-CONTRACTS = 11
+CONTRACTS = 14
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -163,6 +163,12 @@ VIOLATIONS = [
         "import aiosmtpd",
         "aiosmtpd only in mailer.send.sink",
         "mailer.send.transport -> aiosmtpd",
+    ),
+    (
+        "config.py",
+        "import publicsuffixlist",
+        "publicsuffixlist only in mailer.send.readiness",
+        "mailer.config -> publicsuffixlist",
     ),
 ]
 

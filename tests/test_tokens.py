@@ -1,23 +1,27 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
 from mailer.errors import TokenError
 from mailer.tokens import (
     TOKEN_LENGTH,
+    VERP_TOKEN_LENGTH,
     FormStamp,
     make_form_stamp,
     make_preferences_token,
     make_signup_token,
     make_token,
+    make_verp_token,
     new_signup_nonce,
     new_uid,
     read_form_stamp,
     read_preferences_token,
     read_signup_token,
     read_token,
+    read_verp_token,
     signup_lookup_hash,
 )
 
@@ -100,6 +104,81 @@ def test_the_standard_alphabet_is_not_a_token() -> None:
     assert standard != token
     with pytest.raises(TokenError, match="invalid unsubscribe token"):
         read_token([KEY], standard)
+
+
+# --- VERP tokens ---------------------------------------------------------------------------
+
+
+def test_verp_round_trip_is_short_lowercase_and_opaque() -> None:
+    uid = new_uid()
+    token = make_verp_token([KEY], uid, 25)
+    assert len(token) == VERP_TOKEN_LENGTH == 40
+    assert re.fullmatch(r"[a-z2-7]{40}", token)
+    assert uid[:16] not in token and uid not in token
+    claims = read_verp_token([KEY], token)
+    assert (claims.uid_prefix, claims.issue_number) == (uid[:16], 25)
+    assert len("bounces+" + token) <= 64
+
+
+def test_verp_survives_case_folding_and_key_rotation() -> None:
+    uid = new_uid()
+    token = make_verp_token([OLD], uid, 7)
+    assert read_verp_token([KEY, OLD], token.upper()).uid_prefix == uid[:16]
+    with pytest.raises(TokenError, match="invalid VERP token"):
+        read_verp_token([KEY], token)
+
+
+@pytest.mark.parametrize("mutate", ["flip", "truncate", "extend", "padding", "digits", "unicode"])
+def test_forged_verp_tokens_are_rejected(mutate: str) -> None:
+    token = make_verp_token([KEY], new_uid(), 25)
+    raw = bytearray(base64.b32decode(token.upper()))
+    if mutate == "flip":
+        raw[12] ^= 1  # the issue number
+        bad = base64.b32encode(bytes(raw)).decode().lower()
+    elif mutate == "truncate":
+        bad = token[:-1]
+    elif mutate == "extend":
+        bad = token + "a"
+    elif mutate == "padding":
+        bad = token[:-2] + "=="
+    elif mutate == "digits":
+        bad = token[:-1] + "1"  # not in the base32 alphabet
+    else:
+        bad = token[:-1] + "é"
+    with pytest.raises(TokenError, match="invalid VERP token"):
+        read_verp_token([KEY], bad)
+
+
+def test_verp_and_unsubscribe_tokens_have_separate_macs() -> None:
+    # The same key and fields: a mac of one kind must not verify as the other.
+    uid = new_uid()
+    verp = base64.b32decode(make_verp_token([KEY], uid, 3).upper())
+    unsubscribe = base64.urlsafe_b64decode(make_token([KEY], uid, 3) + "==")
+    assert verp[-12:] not in unsubscribe
+
+
+def test_verp_token_without_a_key_or_with_a_bad_uid() -> None:
+    with pytest.raises(TokenError, match="no secret key"):
+        make_verp_token([], new_uid(), 1)
+    with pytest.raises(TokenError, match="not hex"):
+        make_verp_token([KEY], "zz" * 16, 1)
+    with pytest.raises(TokenError, match="out of range"):
+        make_verp_token([KEY], new_uid(), 2**32)
+
+
+def test_every_one_character_variant_of_a_verp_token_is_refused() -> None:
+    """Case aside (MTAs may fold it), only the canonical spelling is a VERP token."""
+    token = make_verp_token([KEY], new_uid(), 25)
+    others = "abcdefghijklmnopqrstuvwxyz234567" + "0189=+/_-."
+    refused = 0
+    for i in range(len(token)):
+        for c in others:
+            if c != token[i]:
+                with pytest.raises(TokenError):
+                    read_verp_token([KEY], token[:i] + c + token[i + 1 :])
+                refused += 1
+    assert refused == len(token) * (len(others) - 1)
+    assert read_verp_token([KEY], token.upper()) == read_verp_token([KEY], token)
 
 
 # --- preferences, sign-up links, form stamps ---------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Imported for their side effect: each registers its commands on `app`.
-from mailer.cli import compose, db, send, setup, signups, subscribers, web  # noqa: F401
+from mailer.cli import bounces, compose, db, send, setup, signups, subscribers, web  # noqa: F401
 from mailer.cli.app import app
 
 

@@ -23,14 +23,16 @@ from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import SendError
+from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus
+from mailer.send.readiness import Level
 from mailer.send.run import Progress as RunProgress
 from mailer.send.run import SendOptions
 from mailer.send.service import Plan, SendService, Summary
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
 from mailer.store.report import issue_report, write_report_csv
-from mailer.store.send_lock import send_lock
+from mailer.store.send_lock import Lease, send_lock
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
 
@@ -80,8 +82,16 @@ def send(
             raise SendError("--as only goes with --to")
         if dry_run:
             _dry_run(service, issue, retry)
+            for finding in readiness.findings(config):
+                prefix = "refused at send" if finding.level is Level.ERROR else "warning"
+                err.print(f"{prefix}: {finding}", markup=False)
             return
         via = service.transport.describe()  # first: a transport config error is the one line
+        warnings, refusal = readiness.check(config)  # the bulk-sender rules, before anything
+        for finding in warnings:
+            err.print(f"warning: {finding}", markup=False)
+        if refusal is not None:
+            raise refusal
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),
@@ -124,7 +134,7 @@ def _send_to_everyone(
     yes: bool,
 ) -> Summary | None:
     """The real send, under the issue's lock; None when there was nothing to send."""
-    with send_lock(store, issue.meta.slug):  # a second run would send every row again
+    with send_lock(store, issue.meta.slug) as lease:  # a second run would send it all again
         plan = service.plan(issue, options)
         _describe(plan, via)
         if plan.to_send == 0:
@@ -132,7 +142,7 @@ def _send_to_everyone(
             return None
         question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
         _confirm(yes, question)
-        return _with_progress(service, issue, options, plan.to_send)
+        return _with_progress(service, issue, options, plan.to_send, lease)
 
 
 def _describe(plan: Plan, transport: str) -> None:
@@ -161,7 +171,7 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _with_progress(
-    service: SendService, issue: ComposedIssue, options: SendOptions, total: int
+    service: SendService, issue: ComposedIssue, options: SendOptions, total: int, lease: Lease
 ) -> Summary:
     console = Console(stderr=True)
     columns = (
@@ -186,7 +196,7 @@ def _with_progress(
                 rate=p.rate,
             )
 
-        return service.send(issue, options, on_progress=update)
+        return service.send(issue, options, on_progress=update, lease=lease)
 
 
 def _print_summary(summary: Summary, issue_dir: Path) -> None:
@@ -242,9 +252,12 @@ def report(
             write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
+    typer.echo("  ".join(f"{name} {n} ({rate:.2%})" for name, n, rate in found.rates.rows()))
+    for warning in found.rates.warnings():
+        typer.echo(f"warning: {warning}")
     if rows:
         table = Table()
-        for column in ("email", "delivery", "subscriber", "attempts", "last reply"):
+        for column in ("email", "delivery", "subscriber", "attempts", "last reply", "bounce"):
             table.add_column(column)
         for row in rows:
             table.add_row(
@@ -253,6 +266,7 @@ def report(
                 row.subscriber_status,
                 str(row.attempts),
                 row.last_reply,
+                f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip(),
             )
         Console(width=200).print(table)
     if csv_file is not None:

@@ -21,7 +21,8 @@ from mailer.send.ports import Ledger, LedgerRow
 
 def batch_size(batch: int, rate: float | None) -> int:
     """Rows read at once: ``batch``, but with a rate only what ~0.2 s of sending takes, so
-    the "still subscribed" status read with the batch is fresh when each message goes."""
+    the "still subscribed" status read with the batch is mostly fresh (the gate reads it
+    once more before each final dot; this spares building and sending a body for nothing)."""
     cap = max(1, int((rate or 1e9) * 0.2))
     return max(1, min(batch, cap))
 

@@ -9,8 +9,9 @@ with a soft line break (``=\\r\\n``), which decodes to nothing, so
 
 exactly the filled template. Per recipient only the few small values (name, address,
 unsubscribe URL) are encoded and the pieces joined: no ``email.message`` object, no MJML, no
-premailer. Lines stay under 78 octets (``binascii.b2a_qp``), every line ends in CRLF, and no
-line starts with ``.`` (written ``=2E``), so the bytes go to SMTP ``DATA`` as they are.
+premailer. Body lines stay within RFC 2045's 76 octets, every line ends in CRLF, and no line
+starts with ``.`` (written ``=2E``), so the bytes go to SMTP ``DATA`` as they are. The header
+lines come from :mod:`mailer.send.headers` (folded, encoded, IDNA).
 
 With DKIM on, the body hash is fed from the same pieces (the body up to the first personal
 field is hashed once per issue) and :mod:`mailer.send.dkim_signing` signs the header block.
@@ -18,27 +19,29 @@ field is hashed once per issue) and :mod:`mailer.send.dkim_signing` signs the he
 
 from __future__ import annotations
 
-import binascii
+import email.quoprimime
 import hashlib
-import hmac
 import html
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.headerregistry import Address
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
+from urllib.parse import quote
 
 from mailer.compose.model import ComposedIssue, PersonalTemplate
 from mailer.config import Config
-from mailer.errors import ConfigError, InvalidAddress
+from mailer.errors import ConfigError
 from mailer.send.dkim_signing import DkimSigner
+from mailer.send.headers import clean, smtp_address, unstructured, with_phrase
 from mailer.send.ports import Recipient
-from mailer.tokens import make_token
+from mailer.tokens import make_token, make_verp_token
 
-# The headers a DKIM signature must cover (dkimpy's default omits List-Unsubscribe-Post).
+# The headers a DKIM signature covers (dkimpy's default omits List-Unsubscribe-Post). Each
+# is listed in h= once more than the message has it (RFC 6376 8.15, "over-signing"): a
+# verifier then hashes an empty field for the extra name, so a second From:, Subject: or
+# List-Unsubscribe: prepended on the way breaks the signature instead of being shown.
 DKIM_HEADERS = (
     "From",
     "Reply-To",
@@ -52,18 +55,45 @@ DKIM_HEADERS = (
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
 )
-_FOLD = policy.SMTP.clone(max_line_length=78, refold_source="all")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_ADDRESS = re.compile(r"^[^\s<>@\"\\,;:()\[\]\x00-\x1f\x7f]+@[A-Za-z0-9.\-\[\]:]+$")
-_SIMPLE_NAME = re.compile(r"^[ -~]{1,60}$")
+# Out-of-office and other auto-replies go to Reply-To: these keep them from answering every
+# copy. Precedence: bulk is what vacation programs have long honoured (RFC 3834 2 mentions
+# it), X-Auto-Response-Suppress is Exchange/Outlook's own. No Auto-Submitted: RFC 3834 5
+# keeps it for messages a program originates (auto-generated: a cron report) or answers
+# (auto-replied); an issue is written by people for readers who asked for it, and a
+# message marked auto-submitted is treated as a robot's (some servers do not forward it,
+# mailing lists drop it). The List-Id already tells RFC 5230 vacation responders it is
+# list mail.
+_QUIET_HEADERS = b"Precedence: bulk\r\nX-Auto-Response-Suppress: OOF, AutoReply\r\n"
 _SOFT_BREAK = b"=\r\n"
+# Lines of email.quoprimime's encoder (the one email.charset uses); RFC 2045 allows 76
+# octets: the 3 kept free take a leading dot's "=2E" (+2) and the soft break that closes a
+# piece (+1).
+_QP_WIDTH = 73
+
+
+# Text that quoted-printable leaves as it is (printable ASCII but "=", no space at the end):
+# the per-recipient values nearly always. Encoding it is only cutting it into lines with
+# soft breaks, done here because quoprimime (pure Python) costs several us a value.
+_QP_LITERAL = re.compile(r"[ -<>-~]*[!-<>-~]")
 
 
 def qp_encode(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends and no line starting with a dot."""
-    raw = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    encoded = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
-    encoded = encoded.replace(b"\n", b"\r\n")
+    """Quoted-printable (UTF-8) with CRLF line ends and no line starting with a dot: lines of
+    at most 73 octets, 75 where a leading dot became ``=2E`` (76 with :func:`_piece`'s break)."""
+    if _QP_LITERAL.fullmatch(text):
+        width = _QP_WIDTH - 1  # and "=" for the soft break
+        lines = [text[i : i + width] for i in range(0, len(text), width)]
+        encoded = "=\r\n".join(lines).encode("ascii")
+        if b"\n." in encoded or encoded.startswith(b"."):
+            encoded = _escape_dots(encoded)
+        return encoded
+    raw = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8").decode("latin-1")
+    encoded = email.quoprimime.body_encode(raw, maxlinelen=_QP_WIDTH, eol="\r\n").encode("ascii")
+    return _escape_dots(encoded)
+
+
+def _escape_dots(encoded: bytes) -> bytes:
+    """No line starting with ``.`` (written ``=2E``): the bytes need no dot-stuffing."""
     if encoded.startswith(b"."):
         encoded = b"=2E" + encoded[1:]
     return encoded.replace(b"\r\n.", b"\r\n=2E")
@@ -72,35 +102,6 @@ def qp_encode(text: str) -> bytes:
 def _piece(text: str) -> bytes:
     """A QP piece that joins to what follows without adding anything (soft break)."""
     return qp_encode(text) + _SOFT_BREAK if text else b""
-
-
-def _header(name: str, value: str) -> bytes:
-    """A header line, CRLF-terminated: RFC 2047-encoded and folded when not ASCII."""
-    value = clean_name(value)  # CR, LF and other controls never reach a header
-    if value.isascii() and len(name) + len(value) < 990:
-        return f"{name}: {value}\r\n".encode("ascii")
-    folded: str = _FOLD.fold(name, value)
-    return folded.encode("ascii")
-
-
-def clean_name(name: str) -> str:
-    """A display name with control characters (CR, LF, ...) turned into spaces."""
-    return " ".join(_CONTROL.sub(" ", name).split())
-
-
-def check_address(address: str) -> str:
-    """The address if it can go into a header and an SMTP command as is; else InvalidAddress."""
-    if not _ADDRESS.match(address) or not address.isascii():
-        raise InvalidAddress(f"cannot send to {address!r}: not a plain ASCII address")
-    return address
-
-
-def address_header(name: str, address: str) -> str:
-    """``Name <address>`` for a header value (caller folds and encodes)."""
-    name = clean_name(name)
-    if not name:
-        return address
-    return str(Address(display_name=name, addr_spec=address))
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ def dkim_signer(config: Config) -> DkimSigner | None:
     return DkimSigner(*keys)
 
 
+def oversigned(present: list[str]) -> list[str]:
+    """The h= list: every name of :data:`DKIM_HEADERS` once more than ``present`` has it."""
+    return [n for n in DKIM_HEADERS for _ in range(present.count(n) + 1)]
+
+
 class MessageFactory:
     """Everything per issue, precomputed; :meth:`build` makes one copy's bytes.
 
@@ -155,28 +161,48 @@ class MessageFactory:
         self._keys = config.secret_keys()
         self._token_issue = 0 if test else issue.meta.number
         self._base_url = config.base_url
-        self._mailto = config.unsubscribe_mailto
+        # RFC 8058 wants a mailto: as it is; add a subject only where the URI has none.
+        mailto = config.unsubscribe_mailto
+        self._mailto = mailto if "?" in mailto or not mailto else mailto + "?subject=unsubscribe"
         self._signer = signer
-        self.web_url = f"{config.base_url}/issues/{issue.meta.slug}"
-        self.envelope_from = config.sender
-        self._msgid_domain = config.from_address.rpartition("@")[2]
+        self.web_url = f"{config.base_url}/issues/{quote(issue.meta.slug, safe='')}"
+        self.envelope_from = smtp_address(config.sender)
+        # VERP (bounce_address set): each real copy's envelope sender names its delivery.
+        bounce = smtp_address(config.bounce_address) if config.bounce_address else ""
+        local, _, domain = bounce.rpartition("@")
+        self._verp = (f"{local}+", f"@{domain}") if bounce and not test else None
+        from_address = smtp_address(config.from_address)
+        self._msgid_domain = from_address.rpartition("@")[2]
         self.subject = ("[TEST] " if test else "") + issue.meta.subject
 
         boundary = "=_mailer_" + secrets.token_hex(12)  # "=_" never occurs in QP text
-        static = [
-            _header("From", address_header(config.from_name, config.from_address)),
-        ]
+        static = [with_phrase("From", config.from_name, from_address)]
+        names = ["From"]
         if config.reply_to:
-            static.append(_header("Reply-To", config.reply_to))
+            static.append(f"Reply-To: {smtp_address(config.reply_to)}\r\n".encode())
+            names.append("Reply-To")
         static += [
-            _header("Subject", self.subject),
+            unstructured("Subject", self.subject),
             b"MIME-Version: 1.0\r\n",
-            _header("List-Id", config.list_id),
+            with_phrase("List-Id", config.name, config.list_id_domain),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode(),
+            _QUIET_HEADERS,
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode(),
+        ]
+        names += [
+            "Subject",
+            "MIME-Version",
+            "List-Id",
+            "List-Unsubscribe-Post",
+            "Content-Type",
+            # and in every copy (see build):
+            "Date",
+            "Message-ID",
+            "To",
+            "List-Unsubscribe",
         ]
         self._static_headers = b"".join(static)
-        self._signed_headers = [h for h in DKIM_HEADERS if config.reply_to or h != "Reply-To"]
+        self.signed_headers = oversigned(names)
         part_head = (
             "Content-Type: text/{}; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -198,21 +224,34 @@ class MessageFactory:
         token = make_token(self._keys, recipient.uid, self._token_issue)
         return f"{self._base_url}/unsubscribe/{token}"
 
+    def envelope_for(self, recipient: Recipient) -> str:
+        """The MAIL FROM of ``recipient``'s copy: ``LOCAL+TOKEN@DOMAIN`` of bounce_address
+        (see :func:`mailer.tokens.make_verp_token`), else :attr:`envelope_from`."""
+        if self._verp is None:
+            return self.envelope_from
+        token = make_verp_token(self._keys, recipient.uid, self._token_issue)
+        return self._verp[0] + token + self._verp[1]
+
     def message_id(self, recipient: Recipient) -> str:
-        """Stable per issue and subscriber (a resent copy keeps it, so inboxes can de-dup)."""
+        """Stable per issue and subscriber: a resent copy keeps it (so inboxes can de-dup),
+        also after a key rotation (no key goes into it). A hash of the issue and the
+        subscriber's 128-bit random uid: unguessable to anyone who has not got the copy."""
         if self.test:
             return make_msgid(domain=self._msgid_domain)
-        digest = hmac.new(
-            self._keys[0],
-            f"message-id\0{self._token_issue}\0{recipient.uid}".encode(),
-            hashlib.sha256,
+        digest = hashlib.sha256(
+            f"mailer-message-id\0{self._token_issue}\0{recipient.uid}".encode()
         ).hexdigest()[:32]
         return f"<{self.issue.meta.number}.{digest}@{self._msgid_domain}>"
+
+    @staticmethod
+    def envelope_to(email: str) -> str:
+        """The RCPT TO address for ``email`` (IDNA domain); InvalidAddress if it is none."""
+        return smtp_address(email)
 
     def values(self, recipient: Recipient) -> dict[str, str]:
         """The personal fields for ``recipient`` (what ``ComposedIssue.personalise`` takes)."""
         return {
-            "name": clean_name(recipient.name),
+            "name": clean(recipient.name),
             "email": recipient.email,
             "unsubscribe_url": self.unsubscribe_url(recipient),
             "web_url": self.web_url,
@@ -224,26 +263,19 @@ class MessageFactory:
         """One copy as SMTP-ready bytes (CRLF, no dot-stuffing needed, <= 998 octets/line).
 
         ``to`` sends the copy personalised for ``recipient`` to another address (test sends).
+        InvalidAddress when the address cannot be sent to.
         """
-        address = check_address(to or recipient.email)
+        address = smtp_address(to or recipient.email)
         values = self.values(recipient)
-        url = values["unsubscribe_url"]
-        unsubscribe = f"<{url}>"
+        unsubscribe = f"<{values['unsubscribe_url']}>"
         if self._mailto:
-            unsubscribe += f",\r\n <{self._mailto}?subject=unsubscribe>"
-        name = values["name"]
-        if not name:
-            to_header = b"To: " + address.encode() + b"\r\n"
-        elif _SIMPLE_NAME.match(name):
-            to_header = b"To: " + formataddr((name, address)).encode() + b"\r\n"
-        else:
-            to_header = _header("To", address_header(name, address))
+            unsubscribe += f",\r\n <{self._mailto}>"
         out = [
             self._date(),
             b"Message-ID: ",
             (message_id or self.message_id(recipient)).encode(),
             b"\r\n",
-            to_header,
+            with_phrase("To", values["name"], address),
             b"List-Unsubscribe: ",
             unsubscribe.encode(),
             b"\r\n",
@@ -260,7 +292,7 @@ class MessageFactory:
             for piece in out[head_end + 2 :]:  # after _text_open and the first text piece
                 body_hash.update(piece)
             head = b"".join(out[:head_end])
-            out.insert(0, self._signer.signature(head, body_hash.digest(), self._signed_headers))
+            out.insert(0, self._signer.signature(head, body_hash.digest(), self.signed_headers))
         return b"".join(out)
 
     def _fill(

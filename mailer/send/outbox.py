@@ -22,7 +22,6 @@ lease (:data:`LEASE_SECONDS`) ends, with the same Message-ID.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import math
 import secrets
@@ -36,10 +35,11 @@ from mailer.compose.model import Newsletter
 from mailer.config import Config
 from mailer.errors import InvalidAddress, MailerError, TransportError
 from mailer.send.dkim_signing import DkimSigner
-from mailer.send.message import _header, address_header, check_address, dkim_signer, qp_encode
+from mailer.send.headers import smtp_address, unstructured, with_phrase
+from mailer.send.message import dkim_signer, qp_encode
 from mailer.send.ports import Outbox, OutboxMail
 from mailer.send.transport import Connection, Transport, transport_from_config
-from mailer.tokens import make_signup_token
+from mailer.tokens import make_signup_token, make_verp_token
 
 log = logging.getLogger("mailer.outbox")
 
@@ -48,8 +48,6 @@ BATCH = 20  # emails claimed at once by one drainer
 INTERVAL = 1.0  # seconds between two runs of the drainer thread (unless woken)
 FIRST_RETRY = 10.0  # seconds before the first retry, doubled each time
 MAX_RETRY = 1800.0
-SIGNED_HEADERS = ("From", "Reply-To", "Subject", "Date", "To", "Message-ID", "MIME-Version",
-                  "Content-Type", "Auto-Submitted")  # fmt: skip
 
 
 def backoff(attempts: int) -> float:
@@ -70,34 +68,53 @@ class OutboxSummary:
 
 
 class ConfirmationFactory:
-    """Builds confirmation emails as SMTP-ready bytes (CRLF, quoted-printable, signed)."""
+    """Builds confirmation emails as SMTP-ready bytes (CRLF, quoted-printable, signed), with
+    the header helpers of issues (:mod:`mailer.send.headers`)."""
 
     def __init__(self, config: Config, signer: DkimSigner | None = None) -> None:
         self.config = config
         self.newsletter = Newsletter.from_config(config)
         self.keys = config.secret_keys()
         self.signer = signer
-        self.envelope_from = config.sender
-        self._msgid_domain = config.from_address.rpartition("@")[2]
-        static = [_header("From", address_header(config.from_name, config.from_address))]
+        self.envelope_from = smtp_address(config.sender)
+        bounce = smtp_address(config.bounce_address) if config.bounce_address else ""
+        local, _, domain = bounce.rpartition("@")
+        self._verp = (f"{local}+", f"@{domain}") if bounce else None
+        from_address = smtp_address(config.from_address)
+        self._msgid_domain = from_address.rpartition("@")[2]
+        static = [with_phrase("From", config.from_name, from_address)]
+        names = ["From", "Date", "Message-ID", "To", "Subject", "MIME-Version"]
         if config.reply_to:
-            static.append(_header("Reply-To", config.reply_to))
+            static.append(f"Reply-To: {smtp_address(config.reply_to)}\r\n".encode())
+            names.append("Reply-To")
+        # RFC 3834: a message a program sends on its own is auto-generated; vacation
+        # responders and the like leave it unanswered.
         static += [b"MIME-Version: 1.0\r\n", b"Auto-Submitted: auto-generated\r\n"]
         self._static = b"".join(static)
-        self._signed = [h for h in SIGNED_HEADERS if config.reply_to or h != "Reply-To"]
+        # Over-signed as issues are (RFC 6376 8.15): each name once more than present.
+        names += ["Auto-Submitted", "Content-Type"]
+        self._signed = [name for name in names for _ in range(2)]
 
     def confirm_url(self, mail: OutboxMail) -> str:
         return f"{self.config.base_url}/confirm/{make_signup_token(self.keys, mail.nonce)}"
 
     def message_id(self, mail: OutboxMail) -> str:
         """The same for every try of one email, so a resent copy can be told a duplicate."""
-        digest = hmac.new(
-            self.keys[0], b"signup-message-id\0" + mail.nonce, hashlib.sha256
-        ).hexdigest()[:32]
+        digest = hashlib.sha256(b"mailer-signup-message-id\0" + mail.nonce).hexdigest()[:32]
         return f"<signup.{digest}@{self._msgid_domain}>"
 
+    def envelope_for(self, mail: OutboxMail) -> str:
+        """VERP, when bounce_address is set, as for issues: a token for no subscriber (its uid
+        is drawn from the link's nonce, issue 0), so `mailer bounces` knows a bounce of it
+        for ours and changes nobody."""
+        if self._verp is None:
+            return self.envelope_from
+        uid = hashlib.sha256(b"mailer-signup-verp\0" + mail.nonce).hexdigest()[:32]
+        return self._verp[0] + make_verp_token(self.keys, uid, 0) + self._verp[1]
+
     def build(self, mail: OutboxMail, now: datetime) -> bytes:
-        to = check_address(mail.to)
+        """The email; InvalidAddress when its address cannot be sent to."""
+        to = smtp_address(mail.to)
         days = max(1, math.ceil((mail.expires_at - now) / timedelta(days=1)))
         email = render_confirmation(self.newsletter, self.confirm_url(mail), days)
         boundary = "=_mailer_" + secrets.token_hex(12)
@@ -105,10 +122,10 @@ class ConfirmationFactory:
             (
                 f"Date: {format_datetime(now.astimezone(UTC))}\r\n".encode(),
                 f"Message-ID: {self.message_id(mail)}\r\n".encode(),
-                b"To: " + to.encode() + b"\r\n",
-                _header("Subject", email.subject),
+                with_phrase("To", "", to),  # no name: it is what a stranger may have typed
+                unstructured("Subject", email.subject),
                 self._static,
-                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode(),
+                f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode(),
             )
         )
         part = (
@@ -178,7 +195,7 @@ def _send_one(
         summary.failed += 1
         return
     try:
-        message = factory.build(mail, now)
+        message, rcpt = factory.build(mail, now), smtp_address(mail.to)
     except InvalidAddress as exc:
         outbox.failed(mail, str(exc))
         summary.failed += 1
@@ -189,7 +206,7 @@ def _send_one(
             raise LeaseLost
 
     try:
-        reply = connection.send(factory.envelope_from, mail.to, message, gate)
+        reply = connection.send(factory.envelope_for(mail), rcpt, message, gate)
     except LeaseLost:
         log.info("outbox email %d: taken over by another drainer", mail.id)
         return

@@ -122,9 +122,11 @@ class Ledger(Protocol):
         """Which of ``subscriber_ids`` are active right now."""
         ...
 
-    def record(self, results: Sequence[DeliveryResult]) -> None:
-        """Write ``results`` (bouncing subscribers as they say) and commit before returning.
-        Called by one thread at a time; the send's hot path."""
+    def record(self, results: Sequence[DeliveryResult], check: Sequence[int] = ()) -> set[int]:
+        """Write ``results`` (bouncing subscribers as they say), then read which subscribers
+        of ``check`` are active, and commit before returning those. The read must see every
+        change committed before the call (a web unsubscribe answered by then). Called by one
+        thread at a time; the send's hot path."""
         ...
 
     def counts(self) -> dict[DeliveryStatus, int]:
@@ -160,6 +162,15 @@ class IssueStore(Protocol):
         ...
 
     def ledger(self, issue_id: int) -> Ledger: ...
+
+
+class Lease(Protocol):
+    """The run's hold on its issue (the store's send lock): while it holds, no second run
+    sends the same rows."""
+
+    def check(self) -> None:
+        """Raise SendError if the hold is gone (the run must stop)."""
+        ...
 
 
 class SubscriberLookup(Protocol):

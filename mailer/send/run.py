@@ -43,9 +43,13 @@ across a power cut); PostgreSQL commits are durable anyway. A copy resent after 
 keeps its Message-ID, so receiving systems may drop the duplicate themselves.
 
 Unsubscribes during a run: every row's subscriber status is read in the batch that hands it
-out (batches are small and sized to the rate, so the read is at most a fraction of a second
-old when the message goes), and re-read before a backoff retry. A subscriber no longer
-active has their row marked ``skipped``.
+out, re-read before a backoff retry, and read once more at the gate, after the message's
+body has gone and right before its final dot (the writer answers the checks of all senders
+waiting at that moment with one query, in its group's transaction). A subscriber no longer
+active has their row marked ``skipped``; one who left while the body was on its way has the
+message abandoned without the final dot (the server discards it; the connection is
+reopened). So an unsubscribe committed (answered 200) before a message's final dot stops
+that message; only one committed during the last round trip of a transaction can race it.
 """
 
 from __future__ import annotations
@@ -58,10 +62,17 @@ from dataclasses import dataclass
 from mailer.errors import InvalidAddress, MailerError, SendError, TransportError
 from mailer.send.dispatch import Dispatch, batch_size
 from mailer.send.message import MessageFactory
-from mailer.send.ports import DeliveryResult, DeliveryStatus, Ledger, LedgerRow, Recipient
+from mailer.send.ports import (
+    DeliveryResult,
+    DeliveryStatus,
+    Lease,
+    Ledger,
+    LedgerRow,
+    Recipient,
+)
 from mailer.send.rate_limit import RateLimiter
 from mailer.send.transport import Connection, Reply, Transport
-from mailer.send.writer import Ack, Writer
+from mailer.send.writer import Ack, Check, Writer
 
 # --- options -------------------------------------------------------------------------------
 
@@ -122,6 +133,10 @@ class _Stopped(Exception):
     """The run is stopping: abandon the current message (it stays pending)."""
 
 
+class _Unsubscribed(Exception):
+    """The recipient left the list while their message was on its way: abandon it."""
+
+
 class Run:
     """One run over ``ledger``: ``total`` rows to try (for the progress), see the module
     docstring for the threads and the crash-safety argument."""
@@ -134,8 +149,10 @@ class Run:
         options: SendOptions,
         *,
         total: int,
+        lease: Lease | None = None,
     ) -> None:
         self.factory = factory
+        self.lease = lease
         self.transport = transport
         self.options = options
         self.progress = Progress(total=total)
@@ -208,6 +225,7 @@ class Run:
             while any(t.is_alive() for t in senders):
                 for thread in senders:
                     thread.join(0.1)
+                self._check_lease()  # also while no message is going (backoffs)
                 if on_progress is not None:
                     on_progress(self._snapshot(started))
         except KeyboardInterrupt:
@@ -228,6 +246,13 @@ class Run:
             raise SendError(f"send stopped: {self.error!r}") from self.error
         return final
 
+    def _check_lease(self) -> None:
+        if self.lease is not None and not self.stop.is_set():
+            try:
+                self.lease.check()
+            except SendError as exc:
+                self.fail(exc)
+
     def _snapshot(self, started: float) -> Progress:
         with self._lock:
             snap = self.progress.copy()
@@ -242,14 +267,17 @@ class Run:
         try:
             connection = self.transport.connect()
             while not self.stop.is_set():
-                if self._limiter is not None:
-                    self._limiter.wait(self.stop)
-                    if self.stop.is_set():
-                        break
+                # A row first, then its slot: a sender with nothing left to send ends now,
+                # not after waiting for a slot it would not use (at 6/m, 10 s each).
                 item = self.dispatch.take()
                 if item is None:
                     break
                 row, tries = item
+                if self._limiter is not None:
+                    self._limiter.wait(self.stop)
+                    if self.stop.is_set():
+                        self.dispatch.finished(row, tries, None)  # still pending: resumed
+                        break
                 ack = self._deliver(connection, row, tries, ack)
             if ack is not None:
                 ack.wait()
@@ -270,6 +298,7 @@ class Run:
         message_id = self.factory.message_id(recipient)
         try:
             message = self.factory.build(recipient, message_id)
+            rcpt = self.factory.envelope_to(row.email)
         except InvalidAddress as exc:
             self.writer.put(
                 DeliveryResult(
@@ -281,15 +310,30 @@ class Run:
 
         # The invariant: the previous outcome is committed before this message is committed
         # to the server. The gate runs right before the final dot, so the envelope and body
-        # travel while the writer commits.
+        # travel while the writer commits. The check answered there is read after every
+        # earlier outcome is committed (so the previous one is durable once it is answered)
+        # and after this message's body went: an unsubscribe committed before that moment
+        # stops the message.
         def gate() -> None:
+            if self.lease is not None:
+                self.lease.check()  # raises: this message is abandoned and the run stops
+            check = Check(row.subscriber_id)
+            self.writer.check(check)
+            check.wait()
             if previous is not None:
-                previous.wait()
+                previous.wait()  # done already: queued before the check
             if self.writer.error is not None or self.stop.is_set():
                 raise _Stopped
+            if not check.active:
+                raise _Unsubscribed
 
         try:
-            reply = connection.send(self.factory.envelope_from, row.email, message, gate)
+            envelope_from = self.factory.envelope_for(recipient)
+            reply = connection.send(envelope_from, rcpt, message, gate)
+        except _Unsubscribed:  # abandoned before the final dot: the server discards it
+            self.skip(row)
+            self.dispatch.finished(row, tries, None)
+            return previous
         except BaseException:
             self.dispatch.finished(row, tries, None)
             raise

@@ -22,6 +22,7 @@ from mailer.send.ports import (
     IssueFacts,
     IssueRecord,
     IssueStore,
+    Lease,
     LedgerRow,
     Recipient,
     SubscriberLookup,
@@ -132,14 +133,16 @@ class SendService:
         options: SendOptions,
         *,
         on_progress: OnProgress | None = None,
+        lease: Lease | None = None,
     ) -> Summary:
-        """Record the issue (snapshotting its recipients the first time) and deliver it."""
+        """Record the issue (snapshotting its recipients the first time) and deliver it;
+        the run stops when ``lease`` (the issue's send lock) says it is lost."""
         record, snapshotted = self._issues.start(facts_of(issue), force=options.force)
         ledger = self._issues.ledger(record.id)
         before = ledger.counts()
         factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
         total = ledger.count_to_send(options.deferred_below())
-        run = Run(ledger, factory, self.transport, options, total=total)
+        run = Run(ledger, factory, self.transport, options, total=total, lease=lease)
         try:
             progress = run.execute(on_progress)
         finally:
@@ -189,7 +192,7 @@ class SendService:
         message = factory.build(persona, to=to)
         connection = transport.connect()
         try:
-            reply = connection.send(factory.envelope_from, to, message)
+            reply = connection.send(factory.envelope_from, factory.envelope_to(to), message)
         finally:
             connection.close()
         if reply.outcome != "sent":

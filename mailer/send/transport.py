@@ -21,22 +21,20 @@ message re-opens the connection and tries that message again (a bounded number o
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import mailbox
-import os
 import re
 import smtplib
 import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
 
 from mailer.config import Config
 from mailer.errors import ConfigError, TransportError
+from mailer.send.relay import SmtpTarget, smtp_target
 
 # A 5.1.x enhanced status (bad destination mailbox) or a 550 that says so: the address is gone.
 _NO_SUCH_USER = re.compile(
@@ -117,73 +115,17 @@ def transport_from_config(config: Config) -> Transport:
 # --- SMTP --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmtpTarget:
-    """Where and how to connect. ``password`` is excluded from ``repr``."""
-
-    scheme: str
-    host: str
-    port: int
-    username: str = ""
-    password: str = field(default="", repr=False)
-    ca_file: str = ""
-    timeout: float = 30.0
-    max_messages_per_connection: int = 1000
-
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def describe(self) -> str:
-        user = f"{self.username}@" if self.username else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.describe()
-
-
-def smtp_target(config: Config) -> SmtpTarget:
-    """Parse ``smtp_url``; raise ConfigError (never showing the password)."""
-    try:
-        parts = urlsplit(config.smtp_url)
-        port = parts.port
-    except ValueError:
-        raise ConfigError("smtp_url: cannot parse it (expected smtp://host:port)") from None
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ConfigError(
-            "smtp_url: expected smtp://[user@]host[:port], smtps://... or maildir:PATH"
-        )
-    username = unquote(parts.username or "")
-    password = unquote(parts.password or "") or os.environ.get(config.smtp_password_env, "")
-    if username and not password:
-        raise ConfigError(
-            f"smtp_url: user {username!r} needs a password: set {config.smtp_password_env}"
-        )
-    if config.smtp_ca_file and not Path(config.smtp_ca_file).is_file():
-        raise ConfigError(f"smtp_ca_file: {config.smtp_ca_file} does not exist")
-    return SmtpTarget(
-        scheme=parts.scheme,
-        host=parts.hostname,
-        port=port or (465 if parts.scheme == "smtps" else 587),
-        username=username,
-        password=password,
-        ca_file=config.smtp_ca_file,
-        timeout=config.smtp_timeout,
-        max_messages_per_connection=config.max_messages_per_connection,
-    )
-
-
 class SmtpTransport:
     def __init__(self, target: SmtpTarget) -> None:
         self.target = target
         context = ssl.create_default_context()
         if target.ca_file:
-            context.load_verify_locations(cafile=target.ca_file)
+            try:
+                context.load_verify_locations(cafile=target.ca_file)
+            except (ssl.SSLError, OSError, ValueError):
+                raise ConfigError(
+                    f"smtp_ca_file: {target.ca_file} holds no PEM certificate to trust"
+                ) from None
         self._context = context
 
     def connect(self) -> SmtpConnection:
@@ -253,18 +195,25 @@ class SmtpConnection:
         message: bytes,
         gate: Gate | None,
     ) -> Reply:
+        mail_from = f"MAIL FROM:<{envelope_from}>"
+        if not (envelope_from.isascii() and recipient.isascii()):
+            # A UTF-8 local part (RFC 6531): only through a server that takes it, and then the
+            # UTF-8 header that names it too (8BITMIME comes with SMTPUTF8).
+            if not smtp.has_extn("smtputf8"):
+                return Reply(
+                    553,
+                    f"5.6.7 not sent: <{recipient}> has a non-ASCII local part, which needs "
+                    f"SMTPUTF8, and {self.target.host}:{self.target.port} does not offer it",
+                )
+            mail_from += " SMTPUTF8" + (" BODY=8BITMIME" if smtp.has_extn("8bitmime") else "")
         if smtp.does_esmtp and smtp.has_extn("pipelining"):
             # RFC 2920: one write, three replies (two round trips per message instead of four).
-            smtp.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n")
+            smtp.send(f"{mail_from}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
             mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
         else:
-            mail = smtp.mail(envelope_from)
-            rcpt = smtp.rcpt(recipient) if mail[0] == 250 else (503, b"")
-            if rcpt[0] in (250, 251):
-                smtp.putcmd("data")
-                data = smtp.getreply()
-            else:
-                data = (503, b"")
+            mail = _command(smtp, mail_from)
+            rcpt = _command(smtp, f"RCPT TO:<{recipient}>") if mail[0] == 250 else (503, b"")
+            data = _command(smtp, "DATA") if rcpt[0] in (250, 251) else (503, b"")
         failed = next(
             (r for r, ok in ((mail, (250,)), (rcpt, (250, 251)), (data, (354,))) if r[0] not in ok),
             None,
@@ -354,6 +303,12 @@ class SmtpConnection:
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
         _close_quietly(smtp)
+
+
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    """One command (UTF-8: an SMTPUTF8 address may be in it) and its reply."""
+    smtp.send(line.encode() + b"\r\n")
+    return smtp.getreply()
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:

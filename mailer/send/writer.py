@@ -5,6 +5,12 @@ that are waiting in ONE short transaction and only then acknowledges each of the
 waits for the acknowledgement of its previous outcome right before it commits its next
 message to the server: that wait is what the crash-safety argument in
 :mod:`mailer.send.run` rests on.
+
+Right before that moment a sender also queues a :class:`Check` of its recipient's status.
+The writer answers the checks of a group in the same transaction, read after the group's
+writes (so after every earlier outcome is committed, and after the check was asked): one
+round trip tells the sender both that its previous outcome is durable and whether its
+recipient is still subscribed now, and many senders' checks cost one query.
 """
 
 from __future__ import annotations
@@ -36,14 +42,31 @@ class Ack:
         self._lock.release()
 
 
+class Check(Ack):
+    """Is ``subscriber_id`` active? Set by the writer with the answer in :attr:`active`
+    (False if the writer failed: nothing is sent then anyway)."""
+
+    __slots__ = ("active", "subscriber_id")
+
+    def __init__(self, subscriber_id: int) -> None:
+        super().__init__()
+        self.subscriber_id = subscriber_id
+        self.active = False
+
+
+# Writes ``results`` and reads which of the subscriber ids are active, in one transaction
+# committed before it returns (Ledger.record).
+Record = Callable[[Sequence[DeliveryResult], Sequence[int]], set[int]]
+
+
 class Writer(threading.Thread):
-    """Writes queued outcomes with ``record`` (which commits before it returns), then tells
-    ``recorded`` about them and sets their acks. The first exception goes to ``failed`` and
-    stays in :attr:`error`; nothing is written after it."""
+    """Writes queued outcomes and answers queued checks with ``record`` (which commits before
+    it returns), then tells ``recorded`` about the outcomes and sets the acks. The first
+    exception goes to ``failed`` and stays in :attr:`error`; nothing is written after it."""
 
     def __init__(
         self,
-        record: Callable[[Sequence[DeliveryResult]], None],
+        record: Record,
         recorded: Callable[[Sequence[DeliveryResult]], None],
         failed: Callable[[BaseException], None],
     ) -> None:
@@ -51,13 +74,17 @@ class Writer(threading.Thread):
         self._record = record
         self._recorded = recorded
         self._failed = failed
-        self._queue: queue.SimpleQueue[tuple[DeliveryResult, Ack | None] | None] = (
+        self._queue: queue.SimpleQueue[tuple[DeliveryResult | None, Ack | None] | None] = (
             queue.SimpleQueue()
         )
         self.error: BaseException | None = None
 
     def put(self, result: DeliveryResult, ack: Ack | None = None) -> None:
         self._queue.put((result, ack))
+
+    def check(self, check: Check) -> None:
+        """Answer ``check`` after every outcome queued before it is committed."""
+        self._queue.put((None, check))
 
     def close(self) -> None:
         """Write what is queued, then stop the thread and wait for it."""
@@ -72,8 +99,11 @@ class Writer(threading.Thread):
                 continue
             if self.error is None:
                 try:
-                    results = [result for result, _ in group]
-                    self._record(results)
+                    results = [result for result, _ in group if result is not None]
+                    checks = [c for r, c in group if r is None and isinstance(c, Check)]
+                    active = self._record(results, [c.subscriber_id for c in checks])
+                    for check in checks:
+                        check.active = check.subscriber_id in active
                     self._recorded(results)
                 except BaseException as exc:
                     self.error = exc
@@ -84,11 +114,11 @@ class Writer(threading.Thread):
                 if ack is not None:
                     ack.set()
 
-    def _next_group(self) -> tuple[list[tuple[DeliveryResult, Ack | None]], bool]:
+    def _next_group(self) -> tuple[list[tuple[DeliveryResult | None, Ack | None]], bool]:
         """Everything queued now (waiting for at least one item), and whether the queue is
         closed."""
         item = self._queue.get()
-        group: list[tuple[DeliveryResult, Ack | None]] = []
+        group: list[tuple[DeliveryResult | None, Ack | None]] = []
         while item is not None:
             group.append(item)
             if len(group) >= GROUP_LIMIT:

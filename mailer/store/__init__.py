@@ -8,6 +8,7 @@ nothing, so importing a module of the package costs only that module.
 __all__ = [
     "addresses",
     "archive",
+    "bounces",
     "checkpoint",
     "consent",
     "csv_export",

@@ -10,9 +10,9 @@ Rules (README "Subscribers"):
 
 * a row whose address is on the list, or repeated in the file (in any case), is merged: a
   non-empty name replaces the old one, attributes are added or replaced;
-* an unsubscribed, bounced or complained address is never made active again unless
-  ``resubscribe``; a file may set a non-active status, and an unsubscribe anywhere in the
-  file wins over "active";
+* an unsubscribed or bounced address is never made active again unless ``resubscribe``, a
+  complained one never (only `subscribers resubscribe` does, for one address); a file may
+  set a non-active status, and an unsubscribe anywhere in the file wins over "active";
 * an address counts once: added, updated or unchanged; its repeats count as duplicates.
 """
 
@@ -146,7 +146,8 @@ def merge_existing(row: Row, current: Listed, *, resubscribe: bool) -> Merge:
         return _NOTHING if rename is None else Merge(rename)
     if target != SubscriberStatus.ACTIVE:
         return Merge(rename, StatusChange(current.id, target, row.status_reason))
-    if resubscribe:
+    # A spam complaint is never undone by a file, even with --resubscribe (mailer.bounces).
+    if resubscribe and current.status is not SubscriberStatus.COMPLAINED:
         return Merge(rename, StatusChange(current.id, target, "--resubscribe"), resubscribed=True)
     return Merge(rename, kept_inactive=True)
 

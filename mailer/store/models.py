@@ -194,9 +194,44 @@ class Delivery(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_reply: Mapped[str] = mapped_column(Text, default="")
-    message_id: Mapped[str] = mapped_column(String(255), default="")
+    # Indexed: a bounce report that quotes only our Message-ID is matched through it.
+    message_id: Mapped[str] = mapped_column(String(255), default="", index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # What came back after the server took the copy (mailer.bounces): "" none, else the
+    # worst report's kind (hard, soft, policy, complaint), its status code and its words.
+    bounce: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    bounce_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    bounce_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BounceReport(Base):
+    """Every report `mailer bounces` handled, once each (``key``: a hash of its bytes), so a
+    second run over the same messages changes nothing. Unrecognised ones keep no details."""
+
+    __tablename__ = "bounce_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[str] = mapped_column(String(16), default="")
+    source: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    report_message_id: Mapped[str] = mapped_column(String(255), default="")
+    # Erasing a subscriber erases their reports (the words may quote the address).
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), default=None, index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), default=None
+    )
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), default=None, index=True
+    )
 
 
 # --- sign-up -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from mailer.send.ports import DeliveryStatus, IssueRecord
 from mailer.store.db import Store
 from mailer.store.ledger import SqlIssues
 from mailer.store.models import Delivery, Subscriber, SubscriberStatus
+from mailer.store.rates import IssueRates, issue_rates
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class ReportRow:
     attempts: int
     last_reply: str
     updated_at: datetime | None
+    bounce: str = ""  # what came back later: hard, soft, policy, complaint (mailer bounces)
+    bounce_status: str = ""
+    bounce_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Report:
     record: IssueRecord
     counts: dict[DeliveryStatus, int]  # every status present, 0 when none
     problems: list[ReportRow]
+    rates: IssueRates
 
 
 def issue_report(store: Store, slug: str) -> Report:
@@ -43,11 +48,12 @@ def issue_report(store: Store, slug: str) -> Report:
         raise NotFound(f"issue {slug} has not been sent yet (no ledger)")
     # The ledger's own counts, so the report and a send's summary can never disagree.
     counts = issues.ledger(record.id).counts()
-    return Report(record, counts, problem_rows(store, record.id))
+    return Report(record, counts, problem_rows(store, record.id), issue_rates(store, record.id))
 
 
 def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
-    """Failed and deferred deliveries, and recipients whose subscription bounced."""
+    """Failed and deferred deliveries, those a report came back for, and recipients whose
+    subscription bounced."""
     with store.session() as session:
         rows = session.execute(
             select(
@@ -58,12 +64,16 @@ def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
                 Delivery.attempts,
                 Delivery.last_reply,
                 Delivery.updated_at,
+                Delivery.bounce,
+                Delivery.bounce_status,
+                Delivery.bounce_reason,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(
                 Delivery.issue_id == issue_id,
                 (Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.DEFERRED]))
-                | (Subscriber.status == SubscriberStatus.BOUNCED),
+                | (Subscriber.status == SubscriberStatus.BOUNCED)
+                | (Delivery.bounce != ""),
             )
             .order_by(Delivery.status, Subscriber.email_key)
         ).all()
@@ -76,6 +86,9 @@ def problem_rows(store: Store, issue_id: int) -> list[ReportRow]:
             attempts=r[4],
             last_reply=r[5] or "",
             updated_at=r[6],
+            bounce=r[7] or "",
+            bounce_status=r[8] or "",
+            bounce_reason=r[9] or "",
         )
         for r in rows
     ]
@@ -89,6 +102,9 @@ REPORT_COLUMNS = (
     "attempts",
     "last_reply",
     "updated_at",
+    "bounce",
+    "bounce_status",
+    "bounce_reason",
 )
 
 

@@ -138,8 +138,6 @@ class SignupEndpoints:
         # whether it was taken for one.
         try:
             address = normalise_address(email)
-            if not address.email.isascii():
-                raise InvalidAddress("not a plain ASCII address")
         except InvalidAddress:
             error = "Please check the address: it does not look like an email address."
             return self._form("again", source=source, email=email, name=name, error=error,

@@ -7,10 +7,11 @@ It records every message it accepted (recipient and bytes) and can be told to:
 ``drop_at``   drop the connection without a reply after receiving these DATA (overall count),
 ``delay``     wait this long before answering DATA,
 ``reject_senders`` answer 553 to MAIL FROM these senders,
-``reject_message`` answer this to every message's final dot.
-It announces PIPELINING unless ``pipelining=False``. With ``certs`` it offers STARTTLS (and
-requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS only), with ``implicit_tls`` it
-speaks TLS from the first byte (smtps).
+``reject_message`` answer this to every message's final dot,
+``on_rcpt``   call this with each recipient before answering its RCPT.
+It announces PIPELINING unless ``pipelining=False``, SMTPUTF8 with ``smtputf8=True``. With
+``certs`` it offers STARTTLS (and requires it), with ``users`` AUTH PLAIN/LOGIN (over TLS
+only), with ``implicit_tls`` it speaks TLS from the first byte (smtps).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import datetime as dt
 import ipaddress
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,7 @@ class Faults:
     delay: float = 0.0
     reject_senders: set[str] = field(default_factory=set)
     reject_message: str = ""  # answer this (a 5xx) to every message's final dot
+    on_rcpt: Callable[[str], None] | None = None  # e.g. unsubscribe them right then
 
 
 class RecordingHandler:
@@ -106,6 +109,7 @@ class RecordingHandler:
         self._per_session: dict[int, int] = {}
         self.logins: list[tuple[str, str]] = []
         self.senders: list[str] = []  # every MAIL FROM
+        self.mail_options: list[list[str]] = []  # the parameters of every MAIL FROM
 
     @property
     def recipients(self) -> list[str]:
@@ -131,12 +135,15 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         with self.lock:
             self.senders.append(address)
+            self.mail_options.append(list(mail_options))
         return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         faults = self.faults
+        if faults.on_rcpt is not None:
+            faults.on_rcpt(address)
         if address in faults.reject:
             reply = f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         elif faults.defer.get(address, 0) != 0:
@@ -203,10 +210,11 @@ class SmtpServer:
         implicit_tls: bool = False,
         users: dict[str, str] | None = None,
         pipelining: bool = True,
+        smtputf8: bool = False,
     ) -> None:
         self.faults = faults or Faults()
         self.handler = RecordingHandler(self.faults, users, pipelining)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if certs is not None and not implicit_tls:
             kwargs.update(tls_context=certs.server_context(), require_starttls=True)
         if users is not None:

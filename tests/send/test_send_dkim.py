@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import email
 import re
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -27,6 +30,7 @@ from mailer.store.db import Store
 from mailer.store.models import Subscriber
 from mailer.tokens import new_uid
 from tests.conftest import REPO, SAMPLE_ISSUE
+from tests.mta import ExternalDkim
 
 SELECTOR, DOMAIN = "mail", "yuksalish.example.org"
 NAMES = ["", "Ada Lovelace", "Zoë Ünal", "Дилноза Каримова-Абдуллаева, редактор", 'A "q" <b>']
@@ -85,7 +89,7 @@ def tag(signature: bytes, name: bytes) -> bytes:
 
 def test_the_signature_is_byte_for_byte_what_dkim_sign_makes(signing: Config, key: Key) -> None:
     factory = MessageFactory(make_issue(), signing, signer=dkim_signer(signing))
-    headers = [h.encode() for h in DKIM_HEADERS]
+    headers = [h.encode() for h in factory.signed_headers]  # the same h=, over-signed
     for _ in range(3):  # dkim.sign stamps t= with the current second: retry across a tick
         ours, unsigned = split_signature(
             factory.build(Recipient(new_uid(), "a@example.org", "Zoë"))
@@ -140,7 +144,7 @@ def test_the_sample_issue_body_is_already_canonical(signing: Config, key: Key) -
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert Simple.canonicalize_body(body) == body and body.endswith(b"--\r\n")
     lines = body.split(b"\r\n")
-    assert max(map(len, lines)) <= 78 and body.isascii()
+    assert max(map(len, lines)) <= 76 and body.isascii()
     assert b"\n" not in body.replace(b"\r\n", b"") and b"\r" not in body.replace(b"\r\n", b"")
     assert not [line for line in lines if line.endswith((b" ", b"\t"))]
 
@@ -191,3 +195,46 @@ def test_unusable_keys_are_config_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="must hold an RSA key"):
         DkimSigner(str(ec_key), SELECTOR, DOMAIN)
+
+
+# A header a forwarder (or an attacker) prepends: verifiers hash the bottom-most copy of each
+# h= name first, so without over-signing the original still verifies while clients show the
+# new one on top.
+PREPENDED = [
+    b"From: Your Bank <security@bank.example>\r\n",
+    b"List-Unsubscribe: <https://evil.example/u>\r\n",
+    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+    b"Subject: Urgent: confirm your password\r\n",
+    b"Reply-To: thief@evil.example\r\n",  # absent from this copy: h= still names it once
+]
+
+
+@pytest.mark.parametrize("extra", PREPENDED, ids=lambda h: h.split(b":")[0].decode())
+def test_a_prepended_header_breaks_the_signature_for_opendkim_and_mail_dkim(
+    signing: Config, key: Key, extra: bytes, dkim_verifiers: Callable[..., ExternalDkim]
+) -> None:
+    config = dataclasses.replace(signing, reply_to="")
+    factory = MessageFactory(make_issue(), config, signer=dkim_signer(config))
+    raw = factory.build(Recipient(new_uid(), "reader@example.org", "Ada"))
+    intact = dkim_verifiers(raw, key.record)
+    assert intact.passed, intact.details
+    assert dkim.verify(raw, dnsfunc=key.dns)
+    signature, rest = split_signature(raw)
+    for forged in (extra + raw, signature + extra + rest):  # above or below the signature
+        verdict = dkim_verifiers(forged, key.record)
+        assert verdict.opendkim == ("fail",) and verdict.mail_dkim == ("fail",), verdict.details
+        assert not dkim.verify(forged, dnsfunc=key.dns)
+
+
+def test_h_lists_each_signed_header_once_more_than_the_message_has_it(
+    signing: Config, key: Key
+) -> None:
+    for reply_to in ("", "info@yuksalish.example.org"):
+        config = dataclasses.replace(signing, reply_to=reply_to)
+        factory = MessageFactory(make_issue(), config, signer=dkim_signer(config))
+        raw = factory.build(Recipient(new_uid(), "reader@example.org", "Ada"))
+        head = email.message_from_bytes(raw)
+        signed = Counter(tag(raw, b"h").decode().split(":"))
+        assert set(signed) == {h.lower() for h in DKIM_HEADERS}
+        for name in DKIM_HEADERS:
+            assert signed[name.lower()] == len(head.get_all(name, [])) + 1, name

@@ -8,8 +8,10 @@ import email
 import random
 import re
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import dkim
 import pytest
@@ -154,7 +156,7 @@ def test_lines_are_short_crlf_and_ascii(factory: MessageFactory) -> None:
     raw = factory.build(Recipient(new_uid(), "reader@example.org", "Zoë"))
     _assert_wire_safe(raw)
     body = raw.split(b"\r\n\r\n", 1)[1]
-    assert max(len(line) for line in body.split(b"\r\n")) <= 78  # QP: 76 (+2 for "=2E")
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76  # RFC 2045's limit
 
 
 def test_non_ascii_subject_and_name_are_rfc2047(config_env: object) -> None:
@@ -284,3 +286,145 @@ def test_dkim_signature_verifies_and_covers_the_list_headers(config_env: object,
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nope"
     )
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+# --- hardening (issue 9) -------------------------------------------------------------------
+
+
+def _body_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+
+
+def test_every_quoted_printable_line_is_at_most_76_octets(
+    config_env: object, rng: random.Random
+) -> None:
+    # RFC 2045 6.7: encoded lines of at most 76 characters (the dot escape once made 78).
+    from mailer.config import load_config
+
+    config = load_config()
+    for _ in range(300):
+        issue = _tricky_issue(rng.randrange(2**32))
+        factory = MessageFactory(issue, config)
+        reader = Recipient(new_uid(), "r@example.org", rng.choice(["", ". x", "é" * 40, "." * 90]))
+        raw = factory.build(reader)
+        longest = max(_body_lines(raw), key=len)
+        assert len(longest) <= 76, longest
+        html, text = issue.personalise(factory.values(reader))
+        assert bodies(parse(raw)) == (text.replace("\r\n", "\n"), html.replace("\r\n", "\n"))
+
+
+def test_the_sample_issue_has_no_quoted_printable_line_over_76_octets(
+    config_env: object,
+) -> None:
+    from mailer.compose import compose_issue
+    from mailer.compose.model import Newsletter
+    from mailer.config import load_config
+    from tests.conftest import REPO, SAMPLE_ISSUE
+
+    config = dataclasses.replace(load_config(), layouts_dir=REPO / "layouts")
+    issue = compose_issue(SAMPLE_ISSUE, Newsletter.from_config(config))
+    factory = MessageFactory(issue, config)
+    reader = Recipient(new_uid(), "reader@example.org", "Dilnoza Karimova")
+    raw = factory.build(reader)
+    lines = _body_lines(raw)
+    assert any(line.startswith(b"=2E") for line in lines)  # the case that made 78
+    assert max(map(len, lines)) <= 76
+    html, text = issue.personalise(factory.values(reader))
+    assert bodies(parse(raw)) == (text.replace("\r\n", "\n"), html.replace("\r\n", "\n"))
+
+
+def shown(raw: bytes, name: str) -> str:
+    """A header as an RFC 2047 reader shows it (email.headerregistry inserts a space between
+    adjacent encoded words of a display name, which RFC 2047 6.2 says to drop)."""
+    value = re.sub(r"\r\n(?=[ \t])", "", email.message_from_bytes(raw)[name])  # unfold
+    return str(make_header(decode_header(value)))
+
+
+def _header_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "from_name",
+    ["x" * 2000, "Ünïcødé" * 300, "word " * 400, 'a "quoted" (name), <with> specials' * 30],
+)
+def test_a_huge_name_or_subject_folds_into_short_header_lines(
+    config_env: object, from_name: str
+) -> None:
+    from mailer.config import load_config
+
+    config = dataclasses.replace(load_config(), from_name=from_name)
+    issue = make_issue(subject=from_name)
+    raw = MessageFactory(issue, config).build(Recipient(new_uid(), "r@example.org", from_name))
+    for line in _header_lines(raw):
+        # Long URLs aside (List-Unsubscribe cannot fold inside <...>), every line fits 78.
+        assert len(line) <= (998 if line.startswith(b"List-Unsubscribe: <") else 78), line
+    expected = " ".join(from_name.split())
+    assert shown(raw, "From") == f"{expected} <newsletter@yuksalish.example.org>"
+    assert shown(raw, "To") == f"{expected} <r@example.org>"
+    assert shown(raw, "Subject") == parse(raw)["Subject"] == expected
+
+
+@pytest.mark.parametrize(
+    "literal", ["=?utf-8?b?SGVsbG8=?=", "Zoë =?UTF-8?Q?Mallory?=", "=?iso-8859-1?q?a?= ="]
+)
+def test_a_literal_encoded_word_is_shown_as_typed(config_env: object, literal: str) -> None:
+    from mailer.config import load_config
+
+    config = dataclasses.replace(load_config(), from_name=literal)
+    raw = MessageFactory(make_issue(subject=literal), config).build(
+        Recipient(new_uid(), "r@example.org", literal)
+    )
+    message = parse(raw)
+    assert message["Subject"] == shown(raw, "Subject") == literal
+    assert message["From"].addresses[0].display_name == literal
+    assert message["To"].addresses[0].display_name == literal
+    assert shown(raw, "To") == f"{literal} <r@example.org>"
+    assert literal.encode() not in raw.split(b"\r\n\r\n", 1)[0]  # never as it was typed
+
+
+def test_a_mailto_with_a_subject_is_used_as_it_is(config_env: object) -> None:
+    from mailer.config import load_config
+
+    for mailto, expected in (
+        ("mailto:u@example.org?subject=stop", "<mailto:u@example.org?subject=stop>"),
+        ("mailto:u@example.org", "<mailto:u@example.org?subject=unsubscribe>"),
+    ):
+        config = dataclasses.replace(load_config(), unsubscribe_mailto=mailto)
+        raw = MessageFactory(make_issue(), config).build(Recipient(new_uid(), "a@b.org"))
+        assert parse(raw)["List-Unsubscribe"].endswith(", " + expected)
+
+
+def test_the_view_in_browser_url_is_percent_encoded(config_env: object) -> None:
+    from mailer.config import load_config
+
+    issue = make_issue(slug="026-juni Ausgabe/ü?#")
+    factory = MessageFactory(issue, load_config())
+    web = "http://127.0.0.1:8000/issues/026-juni%20Ausgabe%2F%C3%BC%3F%23"
+    assert factory.web_url == web
+    text, html = bodies(parse(factory.build(Recipient(new_uid(), "a@example.org"))))
+    assert f"browser: {web}\n" in text and f'href="{web}"' in html
+
+
+def test_the_message_id_survives_a_key_rotation(
+    config_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer.config import load_config
+
+    reader = Recipient(new_uid(), "r@example.org")
+    before = MessageFactory(make_issue(), load_config()).message_id(reader)
+    old = (config_env / ".mailer-secret").read_text()
+    (config_env / ".mailer-secret").write_text("a-brand-new-key-of-more-than-32-chars\n" + old)
+    rotated = MessageFactory(make_issue(), load_config())
+    assert rotated.message_id(reader) == before
+    assert rotated.message_id(Recipient(new_uid(), "r@example.org")) != before
+    assert MessageFactory(make_issue(number=26), load_config()).message_id(reader) != before
+
+
+def test_auto_replies_are_discouraged_and_the_copy_is_not_auto_submitted(
+    factory: MessageFactory,
+) -> None:
+    message = parse(factory.build(Recipient(new_uid(), "r@example.org")))
+    assert message["Precedence"] == "bulk"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    assert message["Auto-Submitted"] is None  # RFC 3834: people wrote it (see message.py)

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import email
 import mailbox
+import random
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from mailer.store.models import (
     SubscriberStatus,
 )
 from mailer.store.status import change_status
+from mailer.store.unsubscribe import unsubscribe_by_link
 
 Factory = Callable[..., SmtpServer]
 
@@ -181,11 +183,11 @@ class _FailingLedger(SqlLedger):
         self.writes = 0
         self.fail_after = fail_after
 
-    def record(self, results: Sequence[DeliveryResult]) -> None:
+    def record(self, results: Sequence[DeliveryResult], check: Sequence[int] = ()) -> set[int]:
         self.writes += 1
         if self.writes > self.fail_after:
             raise OSError(28, "No space left on device")
-        super().record(results)
+        return super().record(results, check)
 
 
 class _FailingIssues(SqlIssues):
@@ -288,6 +290,45 @@ def test_unsubscribe_during_the_send_skips_the_subscriber(
     with store.session() as session:
         left = session.scalars(select(Subscriber).where(Subscriber.email.in_(leaving))).all()
         assert {s.status for s in left} == {SubscriberStatus.UNSUBSCRIBED}  # not overwritten
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_an_unsubscribe_answered_while_the_message_travels_stops_that_message(
+    store: Store, config: Config, smtp_factory: Factory, pipelining: bool, rng: random.Random
+) -> None:
+    # The unsubscribe is committed (as the web app's 200 is) while the server takes the
+    # RCPT: after the batch read the row's status, before the message's final dot.
+    emails = add_subscribers(store, 40)
+    leaving = set(rng.sample(emails, 12))
+    with store.session() as session:
+        uids = {e: u for e, u in session.execute(select(Subscriber.email, Subscriber.uid))}
+
+    def unsubscribe(address: str) -> None:
+        if address in leaving:
+            assert unsubscribe_by_link(store, uids[address], 25, source="one-click")
+
+    server = smtp_factory(faults=Faults(on_rcpt=unsubscribe), pipelining=pipelining)
+    summary = run(store, with_server(config, server), connections=3)
+    assert Counter(server.recipients) == Counter(e for e in emails if e not in leaving)
+    assert summary.progress.skipped == 12 and summary.progress.sent == 28 and summary.finished
+    rows = ledger(store)
+    assert {e for e in emails if rows[e].status is DeliveryStatus.SKIPPED} == leaving
+    assert all(rows[e].attempts == 0 for e in leaving)  # abandoned before the final dot
+    with store.session() as session:
+        left = session.scalars(select(Subscriber).where(Subscriber.email.in_(leaving))).all()
+        assert {s.status for s in left} == {SubscriberStatus.UNSUBSCRIBED}
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_low_rate_ends_the_run_with_its_last_message(
+    store: Store, config: Config, smtp: SmtpServer, connections: int
+) -> None:
+    # 2 recipients at 30/m: the second goes at 2 s, and the run ends then. It used to wait
+    # for slots it would not use: 4 s with one connection, 10 s with four.
+    emails = add_subscribers(store, 2)
+    summary = run(store, with_server(config, smtp), rate=0.5, connections=connections)
+    assert sorted(smtp.recipients) == sorted(emails) and summary.finished
+    assert 2.0 <= summary.progress.elapsed < 3.5
 
 
 def test_changed_content_is_refused_unless_forced(

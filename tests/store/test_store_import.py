@@ -217,9 +217,11 @@ def test_inactive_addresses_are_never_reactivated(store: Store, import_text: Imp
     result = import_text(text)
     assert (result.kept_inactive, result.resubscribed, result.updated) == (3, 0, 3)
     assert count_by_status(store)[SubscriberStatus.ACTIVE] == 0
-    # Only an explicit --resubscribe does it, logged in the history with source "import".
+    # Only an explicit --resubscribe does it, logged in the history with source "import";
+    # never for a spam complaint (issue 10: a complainer is never mailed again).
     result = import_text(text, resubscribe=True)
-    assert (result.resubscribed, result.kept_inactive) == (3, 0)
+    assert (result.resubscribed, result.kept_inactive) == (2, 1)
+    assert get_subscriber(store, "c@example.org").status == SubscriberStatus.COMPLAINED
     u = get_subscriber(store, "u@example.org")
     assert u.status == SubscriberStatus.ACTIVE and u.status_source == "import"
     assert [(e.new_status, e.source) for e in u.events][-1] == ("active", "import")

@@ -194,7 +194,7 @@ def test_where_an_embedded_form_was(web: TestClient, web_config: Config) -> None
     assert source({"Origin": "javascript:alert(1)"}) == "an embedded form (origin unknown)"
 
 
-@pytest.mark.parametrize("address", ["nope", "", "a@b@example.org", "zoë@exämple.org"])
+@pytest.mark.parametrize("address", ["nope", "", "a@b@example.org", "a@-example.org", "a b@x.org"])
 def test_an_invalid_address_is_shown_back_for_bots_too(
     web: TestClient, web_config: Config, store: Store, address: str
 ) -> None:
