@@ -19,13 +19,15 @@ SAMPLE_EMAIL = "reader@example.org"
 
 
 def sample_values(newsletter: Newsletter, meta: IssueMeta) -> dict[str, str]:
-    """A made-up subscriber, with an unsubscribe URL as long as a real one (for sizes)."""
+    """A made-up subscriber, with unsubscribe and preferences URLs as long as real ones (for
+    sizes)."""
     token = "SAMPLE-NOT-A-VALID-TOKEN".ljust(TOKEN_LENGTH, "0")
     return {
         "name": SAMPLE_NAME,
         "email": SAMPLE_EMAIL,
         "unsubscribe_url": f"{newsletter.base_url}/unsubscribe/{token}",
         "web_url": web_url(newsletter, meta),
+        "preferences_url": f"{newsletter.base_url}/preferences/{token}",
     }
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mailer.config import Config
 
 # The values a copy is personalised with. All are plain text; the HTML side escapes them.
-PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "web_url")
+PERSONAL_FIELDS = ("name", "email", "unsubscribe_url", "web_url", "preferences_url")
 
 _SLOT = re.compile(r"%%MAILER_([A-Z_]+)%%")
 SLOT_MARKER = _SLOT  # what PersonalTemplate cuts at: issue text and config values cannot hold it

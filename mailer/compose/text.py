@@ -1,7 +1,8 @@
 """Stage 5: the plain-text twin, written from the parsed snippets (never scraped from HTML).
 
 Masthead, notice, sections (underlined headings), articles (bullets, link URLs in <...>,
-"Read more: URL"), then the footer with the unsubscribe URL on a line of its own. Every line
+"Read more: URL"), then the footer with the unsubscribe and preferences URLs on lines of
+their own. Every line
 fits in 78 columns except a single URL longer than that, which is never broken.
 """
 
@@ -49,4 +50,5 @@ def render_text(parsed: ParsedIssue, newsletter: Newsletter) -> str:
     if newsletter.why_received:
         blocks.append(wrap(newsletter.why_received, WIDTH))
     blocks.append("Unsubscribe:\n" + slot("unsubscribe_url"))
+    blocks.append("Change your name or unsubscribe:\n" + slot("preferences_url"))
     return "\n\n".join(blocks) + "\n"

@@ -36,7 +36,7 @@ from mailer.errors import ConfigError
 from mailer.send.dkim_signing import DkimSigner
 from mailer.send.headers import clean, smtp_address, unstructured, with_phrase
 from mailer.send.ports import Recipient
-from mailer.tokens import make_token, make_verp_token
+from mailer.tokens import make_preferences_token, make_token, make_verp_token
 
 # The headers a DKIM signature covers (dkimpy's default omits List-Unsubscribe-Post). Each
 # is listed in h= once more than the message has it (RFC 6376 8.15, "over-signing"): a
@@ -248,6 +248,11 @@ class MessageFactory:
         """The RCPT TO address for ``email`` (IDNA domain); InvalidAddress if it is none."""
         return smtp_address(email)
 
+    def preferences_url(self, recipient: Recipient) -> str:
+        """The footer's preferences link (``/preferences/TOKEN``: change the name, leave)."""
+        token = make_preferences_token(self._keys, recipient.uid, self._token_issue)
+        return f"{self._base_url}/preferences/{token}"
+
     def values(self, recipient: Recipient) -> dict[str, str]:
         """The personal fields for ``recipient`` (what ``ComposedIssue.personalise`` takes)."""
         return {
@@ -255,6 +260,7 @@ class MessageFactory:
             "email": recipient.email,
             "unsubscribe_url": self.unsubscribe_url(recipient),
             "web_url": self.web_url,
+            "preferences_url": self.preferences_url(recipient),
         }
 
     def build(

@@ -176,6 +176,7 @@ def test_slots_survive_mjml_and_premailer(
         "email": "zoe@example.org",
         "unsubscribe_url": "https://n.example.org/unsubscribe/TOKEN_1",
         "web_url": "https://n.example.org/issues/007",
+        "preferences_url": "https://n.example.org/preferences/TOKEN_2",
     }
     html, text = composed.personalise(values)
     assert "%%MAILER_" not in html and "%%MAILER_" not in text
@@ -185,6 +186,8 @@ def test_slots_survive_mjml_and_premailer(
     assert 'href="mailto:zoe@example.org"' in html
     assert "\nhttps://n.example.org/unsubscribe/TOKEN_1\n" in text
     assert "\nhttps://n.example.org/issues/007\n" in text
+    assert 'href="https://n.example.org/preferences/TOKEN_2"' in html
+    assert text.endswith("\nhttps://n.example.org/preferences/TOKEN_2\n")
 
 
 def test_layout_without_unsubscribe_link_is_refused(

@@ -428,3 +428,26 @@ def test_auto_replies_are_discouraged_and_the_copy_is_not_auto_submitted(
     assert message["Precedence"] == "bulk"
     assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     assert message["Auto-Submitted"] is None  # RFC 3834: people wrote it (see message.py)
+
+
+def test_every_copy_links_to_its_preferences_page(config_env: object) -> None:
+    """The sample layout's footer (and the text twin) carry the reader's preferences link: a
+    preferences token for this subscriber and issue, which is no unsubscribe token."""
+    from mailer.compose import compose_issue
+    from mailer.compose.model import Newsletter
+    from mailer.config import load_config
+    from mailer.errors import TokenError
+    from mailer.tokens import read_preferences_token
+    from tests.conftest import REPO, SAMPLE_ISSUE
+
+    config = dataclasses.replace(load_config(), layouts_dir=REPO / "layouts")
+    factory = MessageFactory(compose_issue(SAMPLE_ISSUE, Newsletter.from_config(config)), config)
+    uid = new_uid()
+    text, html = bodies(parse(factory.build(Recipient(uid, "reader@example.org", "R"))))
+    [url] = set(re.findall(r"http://127\.0\.0\.1:8000/preferences/[A-Za-z0-9_-]+", html))
+    assert f'href="{url}"' in html and f"\n{url}\n" in text
+    claims = read_preferences_token(config.secret_keys(), url.rsplit("/", 1)[1])
+    assert (claims.subscriber_uid, claims.issue_number) == (uid, 25)
+    with pytest.raises(TokenError):
+        read_token(config.secret_keys(), url.rsplit("/", 1)[1])
+    assert "/preferences/" not in factory.issue.web_html  # no reader's link on the web

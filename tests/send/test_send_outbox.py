@@ -30,12 +30,13 @@ from mailer.config import Config
 from mailer.errors import TransportError
 from mailer.send.outbox import OutboxDrainer, backoff, run_once
 from mailer.send.transport import Connection, Gate, Reply, Transport, transport_from_config
+from mailer.store import subscribers
 from mailer.store.consent import record_consent_text
 from mailer.store.db import Store, open_store
-from mailer.store.models import OutboxStatus, Signup, SignupMail
+from mailer.store.models import OutboxStatus, Signup, SignupMail, Subscriber
 from mailer.store.signup_outbox import SqlOutbox
 from mailer.store.signups import SignupLimits, SignupRequest, confirm_signup, record_signup
-from mailer.tokens import read_signup_token, signup_lookup_hash
+from mailer.tokens import read_signup_token, read_verp_token, signup_lookup_hash
 from tests.web.test_web_serve import free_port
 
 RULES = SignupLimits(100, timedelta(hours=1), 1000, timedelta(days=7))
@@ -329,3 +330,23 @@ def test_the_link_confirms_once_the_email_is_out(
     nonce = read_signup_token(outbox_config.secret_keys(), token)
     done = confirm_signup(store, signup_lookup_hash(nonce))
     assert done is not None and done.email == "reader@example.org"
+
+
+def test_with_verp_a_bounce_of_it_names_no_subscriber(
+    store: Store, outbox_config: Config, smtp: SmtpServer
+) -> None:
+    """bounce_address set: the envelope is VERP as for issues, with a token whose uid is no
+    subscriber's (drawn from the link), so `mailer bounces` knows it for ours and changes
+    nobody."""
+    config = dataclasses.replace(outbox_config, bounce_address="bounces@yuksalish.example.org")
+    subscribers.add_subscriber(store, "verp@example.org")  # on the list, and signing up again
+    sign_up(store, "verp@example.org")
+    assert run_once(config, SqlOutbox(store)).sent == 1
+    [sender] = smtp.handler.senders
+    match = re.fullmatch(r"bounces\+([a-z2-7]{40})@yuksalish\.example\.org", sender)
+    assert match, sender
+    claims = read_verp_token(config.secret_keys(), match.group(1))
+    assert claims.issue_number == 0
+    with store.session() as session:
+        uids = list(session.scalars(select(Subscriber.uid)))
+    assert len(uids) == 1 and not uids[0].startswith(claims.uid_prefix)
