@@ -20,6 +20,7 @@ __all__ = [
     "report",
     "schema",
     "send_lock",
+    "signup_links",
     "signup_outbox",
     "signups",
     "subscribers",

@@ -15,10 +15,7 @@ Each confirmation email carries a fresh random nonce (the link's token is the no
 :func:`mailer.tokens.make_signup_token`); the database keeps its hash, and the nonce itself
 only in the outbox row until the email is final. A newer email replaces the older link.
 
-Confirming makes the address an active subscriber (a new one, or a returning one whose
-history is kept; a forgotten address becomes a fresh subscriber and its erasure hash goes)
-and writes the proof of consent (:mod:`mailer.store.consent`). The link then stays usable
-for a short grace (a repeated POST sees the welcome page again), then is gone.
+Confirming the link is :mod:`mailer.store.signup_links`.
 """
 
 from __future__ import annotations
@@ -35,12 +32,10 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     Table,
     bindparam,
     delete,
     func,
-    insert,
     or_,
     select,
     text,
@@ -53,22 +48,17 @@ from mailer.config import Config
 from mailer.errors import DatabaseUnavailable
 from mailer.settings import rate_window
 from mailer.store import db, limits
-from mailer.store.addresses import MAX_NAME, address_hash
+from mailer.store.addresses import MAX_NAME
 from mailer.store.db import Store
 from mailer.store.models import (
-    Consent,
-    ConsentText,
-    ForgottenAddress,
     OutboxStatus,
     Signup,
     SignupMail,
     Subscriber,
     SubscriberEvent,
-    SubscriberStatus,
     utcnow,
 )
-from mailer.store.status import StatusChange, change_statuses
-from mailer.tokens import new_signup_nonce, new_uid, signup_lookup_hash
+from mailer.tokens import new_signup_nonce, signup_lookup_hash
 
 SOURCE_SIGNUP = "signup"  # the subscriber's status source after a confirmed sign-up
 CONFIRM_GRACE = timedelta(minutes=10)  # a confirmed link still answers (a double click)
@@ -132,7 +122,7 @@ def clean_name(raw: str) -> str:
 
 
 @contextmanager
-def _writing(store: Store) -> Iterator[Connection]:
+def writing(store: Store) -> Iterator[Connection]:
     """A write transaction that holds the write lock before it reads (see unsubscribe.py)."""
     try:
         with store.engine.begin() as conn:
@@ -198,7 +188,7 @@ def record_signups(
     """:func:`record_signup` for many in ONE transaction, in order (the web app's group
     commit: the sign-ups that arrive while one transaction runs go in the next)."""
     now = now or utcnow()
-    with _writing(store) as conn:
+    with writing(store) as conn:
         return [_record(conn, request, rules, now) for request in requests]
 
 
@@ -261,7 +251,7 @@ def resend_held(store: Store, rules: SignupLimits, now: datetime | None = None) 
     past the hourly cap; still one email per address per 24 hours). Return how many."""
     now = now or utcnow()
     queued = 0
-    with _writing(store) as conn:
+    with writing(store) as conn:
         held = conn.execute(
             select(_SIGNUPS.c.id, _SIGNUPS.c.email_key).where(
                 _SIGNUPS.c.token_hash.is_(None),
@@ -285,147 +275,6 @@ def resend_held(store: Store, rules: SignupLimits, now: datetime | None = None) 
             _mail(conn, signup_id, nonce, now)
             queued += 1
     return queued
-
-
-# --- the link ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignupView:
-    """A sign-up as its link's page shows it."""
-
-    email: str
-    name: str  # to prefill the page's name field
-    consent_text: str
-    confirmed: bool  # confirmed already (within the grace): the welcome page
-
-
-def _live(row: Row[Any] | None, now: datetime) -> bool:
-    """Whether a sign-up's link still works: unconfirmed and unexpired, or confirmed within
-    the grace."""
-    if row is None:
-        return False
-    if row.confirmed_at is not None:
-        return bool(now - row.confirmed_at <= CONFIRM_GRACE)
-    return bool(row.expires_at > now)
-
-
-def signup_view(store: Store, token_hash: str, now: datetime | None = None) -> SignupView | None:
-    """What the link with ``token_hash`` shows (None: unknown, expired or used); changes
-    nothing."""
-    now = now or utcnow()
-    query = (
-        select(_SIGNUPS, ConsentText.text, _SUBSCRIBERS.c.name.label("known_name"))
-        .join(ConsentText, ConsentText.sha256 == _SIGNUPS.c.consent_sha256)
-        .outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.email_key == _SIGNUPS.c.email_key)
-        .where(_SIGNUPS.c.token_hash == token_hash)
-    )
-    try:
-        with store.engine.connect() as conn:
-            row = conn.execute(query).first()
-    except DBAPIError as exc:
-        raise DatabaseUnavailable(f"database error: {type(exc.orig).__name__}") from None
-    if row is None or not _live(row, now):
-        return None
-    name = row.name or row.known_name or ""
-    return SignupView(row.email, name, row.text, row.confirmed_at is not None)
-
-
-@dataclass(frozen=True)
-class Confirmed:
-    email: str
-    again: bool  # a repeated POST within the grace: nothing changed
-
-
-def confirm_signup(
-    store: Store, token_hash: str, name: str | None = None, now: datetime | None = None
-) -> Confirmed | None:
-    """Make the sign-up's address an active subscriber, with its consent record.
-
-    ``name`` is what the confirmation page's field held (None: keep the sign-up's). None when
-    the link is unknown, expired, or used longer ago than the grace.
-    """
-    now = now or utcnow()
-    with _writing(store) as conn:
-        query = select(_SIGNUPS).where(_SIGNUPS.c.token_hash == token_hash)
-        row = conn.execute(query.with_for_update()).first()
-        if row is None or not _live(row, now):
-            return None
-        if row.confirmed_at is not None:
-            return Confirmed(row.email, again=True)
-        subscriber_id = _activate(conn, row, row.name if name is None else name, now)
-        conn.execute(
-            insert(cast(Table, Consent.__table__)).values(
-                subscriber_id=subscriber_id,
-                signed_up_at=row.signed_up_at,
-                confirmed_at=now,
-                form=row.form,
-                ip=row.ip,
-                consent_sha256=row.consent_sha256,
-            )
-        )
-        conn.execute(update(_SIGNUPS).where(_SIGNUPS.c.id == row.id).values(confirmed_at=now))
-        conn.execute(update(_OUTBOX).where(_OUTBOX.c.signup_id == row.id).values(nonce=""))
-    return Confirmed(row.email, again=False)
-
-
-def _activate(conn: Connection, signup: Row[Any], name: str, now: datetime) -> int:
-    """The subscriber of ``signup``'s address made active (created if new); its id.
-
-    A new subscriber's history starts with this sign-up ("" -> active); a returning one's
-    gains the change back to active, and keeps everything before it.
-    """
-    found = conn.execute(
-        select(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.name)
-        .where(_SUBSCRIBERS.c.email_key == signup.email_key)
-        .with_for_update()
-    ).first()
-    name = clean_name(name)
-    if found is not None:
-        if name != found.name:
-            conn.execute(
-                update(_SUBSCRIBERS)
-                .where(_SUBSCRIBERS.c.id == found.id)
-                .values(name=name, updated_at=now)
-            )
-        old = SubscriberStatus(found.status)
-        if old != SubscriberStatus.ACTIVE:
-            change = StatusChange(found.id, old, SubscriberStatus.ACTIVE, SOURCE_SIGNUP, _REASON)
-            change_statuses(conn, [change])
-        return int(found.id)
-    forgotten = cast(Table, ForgottenAddress.__table__)
-    conn.execute(
-        delete(forgotten).where(forgotten.c.address_hash == address_hash(signup.email_key))
-    )
-    subscriber_id: int = conn.execute(
-        insert(_SUBSCRIBERS)
-        .values(
-            uid=new_uid(),
-            email=signup.email,
-            email_key=signup.email_key,
-            name=name,
-            status=SubscriberStatus.ACTIVE,
-            attributes={},
-            created_at=now,
-            updated_at=now,
-            status_changed_at=now,
-            status_source=SOURCE_SIGNUP,
-            status_reason=_REASON,
-        )
-        .returning(_SUBSCRIBERS.c.id)
-    ).scalar_one()
-    conn.execute(
-        insert(_EVENTS).values(
-            subscriber_id=subscriber_id,
-            at=now,
-            old_status="",
-            new_status=SubscriberStatus.ACTIVE.value,
-            source=SOURCE_SIGNUP,
-            reason=_REASON,
-            issue_id=None,
-        )
-    )
-    return subscriber_id
 
 
 # --- for the operator ---------------------------------------------------------------------

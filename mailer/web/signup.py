@@ -27,13 +27,8 @@ from starlette.routing import Route
 
 from mailer.errors import InvalidAddress, TokenError
 from mailer.store.addresses import normalise_address
-from mailer.store.signups import (
-    Outcome,
-    SignupRequest,
-    clean_name,
-    confirm_signup,
-    signup_view,
-)
+from mailer.store.signup_links import confirm_signup, signup_view
+from mailer.store.signups import Outcome, SignupRequest, clean_name
 from mailer.tokens import (
     MAX_STAMP_SOURCE,
     FormStamp,

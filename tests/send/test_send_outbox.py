@@ -34,8 +34,9 @@ from mailer.store import subscribers
 from mailer.store.consent import record_consent_text
 from mailer.store.db import Store, open_store
 from mailer.store.models import OutboxStatus, Signup, SignupMail, Subscriber
+from mailer.store.signup_links import confirm_signup
 from mailer.store.signup_outbox import SqlOutbox
-from mailer.store.signups import SignupLimits, SignupRequest, confirm_signup, record_signup
+from mailer.store.signups import SignupLimits, SignupRequest, record_signup
 from mailer.tokens import read_signup_token, read_verp_token, signup_lookup_hash
 from tests.web.test_web_serve import free_port
 

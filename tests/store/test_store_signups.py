@@ -23,17 +23,16 @@ from mailer.store.models import (
     SubscriberEvent,
     SubscriberStatus,
 )
+from mailer.store.signup_links import confirm_signup, signup_view
 from mailer.store.signup_outbox import SqlOutbox
 from mailer.store.signups import (
     CONFIRM_GRACE,
     Outcome,
     SignupLimits,
     SignupRequest,
-    confirm_signup,
     pending_signups,
     record_signup,
     resend_held,
-    signup_view,
 )
 from mailer.tokens import signup_lookup_hash
 
