@@ -60,6 +60,7 @@ class SignupEndpoints:
         self.web = web
         config = web.config
         self.trusted = parse_networks(config.trusted_proxies)
+        self._told_proxies = False
         self.own_origin = _origin(config.base_url)
         # The form's pages may be framed by the sites the operator lists, and by no other.
         ancestors = " ".join(o.strip() for o in config.signup_frame_ancestors.split(",") if o)
@@ -170,7 +171,17 @@ class SignupEndpoints:
 
     def _client(self, request: Request) -> str:
         peer = request.client.host if request.client else None
-        return client_ip(peer, request.headers.getlist("x-forwarded-for"), self.trusted)
+        forwarded = request.headers.getlist("x-forwarded-for")
+        if forwarded and not self.trusted and not self._told_proxies:
+            # Behind a proxy without trusted_proxies every client is the proxy: the
+            # per-client limit would count them all as one. Say so once.
+            self._told_proxies = True
+            log.warning(
+                "sign-ups arrive with X-Forwarded-For but trusted_proxies is not set: the "
+                "client address is the socket peer (%s) for every sign-up",
+                peer,
+            )
+        return client_ip(peer, forwarded, self.trusted)
 
     def _embedding_site(self, request: Request) -> str:
         """Where a form without a stamp was: the origin of the site that embedded it."""

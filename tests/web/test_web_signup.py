@@ -313,6 +313,23 @@ def test_the_client_address_comes_from_trusted_proxies_only(
     }
 
 
+def test_a_proxy_without_trusted_proxies_is_told_once(
+    web: TestClient, web_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(3):
+        sign_up(web, web_config, f"p{n}@example.org")
+        web.post(
+            "/subscribe",
+            data={"email": f"q{n}@example.org", "website": "", "stamp": stamp(web_config)},
+            headers={"X-Forwarded-For": "198.51.100.7"},
+        )
+    told = [r.getMessage() for r in caplog.records if "trusted_proxies" in r.getMessage()]
+    assert told == [
+        "sign-ups arrive with X-Forwarded-For but trusted_proxies is not set: the client "
+        f"address is the socket peer ({PERSON[0]}) for every sign-up"
+    ]
+
+
 def test_the_form_may_be_framed_only_by_the_listed_sites(web_config: Config, store: Store) -> None:
     config = dataclasses.replace(web_config, signup_frame_ancestors="https://blog.example.org")
     with app_client(config) as client:
