@@ -23,6 +23,7 @@ from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import SendError
+from mailer.files import atomic_output
 from mailer.send.ports import DeliveryStatus
 from mailer.send.run import Progress as RunProgress
 from mailer.send.run import SendOptions
@@ -234,11 +235,7 @@ def report(
         found = issue_report(store, issue_dir.name)
     record, counts, rows = found.record, found.counts, found.problems
     if csv_file is not None:  # first: an unwritable file is the one line printed
-        try:
-            out = csv_file.open("w", newline="", encoding="utf-8")
-        except OSError as exc:
-            raise SendError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
-        with out:
+        with atomic_output(csv_file, error=SendError) as out:  # whole, or not at all
             write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
