@@ -1,9 +1,12 @@
 """Exporting subscribers as CSV, streamed, in the format ``import`` reads back.
 
 Columns: uid, email, name, status, created_at, updated_at, status_changed_at,
-status_source, status_reason, then one column per attribute name (sorted). Timestamps are
-ISO 8601 UTC. Importing the file into an empty database restores every subscriber with the
-same uid (so links in issues already sent keep working), status and timestamps.
+status_source, status_reason, mailer_export, then one column per attribute name (sorted).
+Timestamps are ISO 8601 UTC. A cell a spreadsheet would run as a formula gets a leading
+``'`` (:mod:`mailer.store.csv_cells`), which import takes off again in rows whose
+``mailer_export`` cell says so. Importing the file into an empty database restores every
+subscriber with the same uid (so links in issues already sent keep working), status,
+timestamps and text.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, Table, select, text
 
+from mailer.store.csv_cells import ESCAPED, MARKER, neutralise
 from mailer.store.db import Store
 from mailer.store.models import Subscriber
 from mailer.store.subscribers import FIELD_COLUMNS
 
-COLUMNS = FIELD_COLUMNS  # export writes exactly what import reads back
+COLUMNS = (*FIELD_COLUMNS, MARKER)  # export writes exactly what import reads back
 BATCH = 5000
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
@@ -37,20 +41,21 @@ def export_csv(store: Store, out: IO[str]) -> int:
         keys = _attribute_names(conn)
         writer = csv.writer(out)
         writer.writerow([*COLUMNS, *keys])
-        query = select(*(_SUBSCRIBERS.c[c] for c in COLUMNS), _SUBSCRIBERS.c.attributes)
+        query = select(*(_SUBSCRIBERS.c[c] for c in FIELD_COLUMNS), _SUBSCRIBERS.c.attributes)
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
             query.order_by(_SUBSCRIBERS.c.id)
         )
         count = 0
-        when = _isoformat
+        when, safe = _isoformat, neutralise
         blank = [""] * len(keys)
         for partition in result.partitions():
             rows = []
             for row in partition:
                 uid, email, name, status, created, updated, changed, source, why, a = row
-                values = [uid, email, name, status.value, when(created), when(updated)]
-                values += [when(changed), source, why]
-                values += [_cell(a.get(k)) for k in keys] if a else blank
+                # uid, status and timestamps cannot start like a formula; text can.
+                values = [uid, safe(email), safe(name), status.value, when(created)]
+                values += [when(updated), when(changed), safe(source), safe(why), ESCAPED]
+                values += [safe(_cell(a.get(k))) for k in keys] if a else blank
                 rows.append(values)
             writer.writerows(rows)
             count += len(rows)

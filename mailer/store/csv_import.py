@@ -78,6 +78,7 @@ def import_file(
         stack.callback(text.detach)  # leave the caller's stdin open
         out = None
         if rejects is not None:
+            _refuse_input_as_rejects(binary, rejects, name)
             try:
                 fd, tmp = tempfile.mkstemp(
                     dir=rejects.parent, prefix=f".{rejects.name}.", suffix=".tmp"
@@ -93,6 +94,21 @@ def import_file(
             out.close()
             os.replace(tmp, rejects)
         return result
+
+
+def _refuse_input_as_rejects(binary: IO[bytes], rejects: Path, name: str) -> None:
+    """CsvError if the rejects file is the input (also through a link): writing the
+    rejects would replace the list being imported."""
+    try:
+        wanted = os.stat(rejects)
+        given = os.fstat(binary.fileno())
+    except (OSError, ValueError):  # no such rejects file yet, or input without a descriptor
+        return
+    if (wanted.st_dev, wanted.st_ino) == (given.st_dev, given.st_ino):
+        raise CsvError(
+            f"cannot write the rejects to {rejects}: it is the file being imported "
+            f"({name}); choose another name"
+        )
 
 
 def _remove(path: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailer.errors import StoreError
 from mailer.store.csv_reader import Reject, Row
 from mailer.store.db import Store
 from mailer.store.import_list import (
@@ -30,6 +31,8 @@ from mailer.store.import_list import (
     drop_forgotten,
     fetch_listed,
     forgotten_count,
+    forgotten_meanwhile,
+    import_lock,
     insert_values,
     next_id,
     taken_uids,
@@ -142,6 +145,14 @@ class _Repeats:
             )
 
 
+def forgotten_during_import(name: str, erased: int) -> StoreError:
+    return StoreError(
+        f"{name}: {erased} of its addresses {'was' if erased == 1 else 'were'} forgotten "
+        "(erased on request) while the import ran; nothing was imported: run it again and "
+        f"{'it' if erased == 1 else 'they'} will be skipped"
+    )
+
+
 def import_chunked(
     store: Store,
     rows: Iterator[tuple[Row | Reject, list[str]]],
@@ -155,6 +166,7 @@ def import_chunked(
     """Import the reader's rows chunk by chunk, in one transaction."""
     result = ImportResult()
     with store.engine.connect() as conn:
+        import_lock(conn)  # another import of this list first (waits for it to commit)
         merger = ChunkMerger(
             conn,
             name=name,
@@ -174,6 +186,9 @@ def import_chunked(
                 progress=progress,
             ):
                 merger.merge(chunk, fields)
+            erased = forgotten_meanwhile(conn, merger.added_from)
+            if erased:
+                raise forgotten_during_import(name, erased)
             conn.commit()
         except IntegrityError:
             conn.rollback()
