@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from mailer.cli.app import app, get_config
+from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
@@ -243,13 +244,13 @@ def report(
         table = Table()
         for column in ("email", "delivery", "subscriber", "attempts", "last reply"):
             table.add_column(column)
-        for row in rows:
+        for row in rows:  # stored text, a remote server's reply among it: printable()
             table.add_row(
-                row.email,
+                printable(row.email),
                 row.delivery_status,
                 row.subscriber_status,
                 str(row.attempts),
-                row.last_reply,
+                printable(row.last_reply),
             )
         Console(width=200).print(table)
     if csv_file is not None:

@@ -4,7 +4,10 @@ PostgreSQL locks rows, not the database, so the import can decide and write each
 it reads the file: refuse forgotten addresses, fold repeats, fetch the addresses already
 there with one SELECT, then insert, update and change statuses (:mod:`mailer.store.
 import_rules` decides, :mod:`mailer.store.import_list` reads and writes). The whole import
-is one transaction: an interrupted or killed import leaves the list as it was.
+is one transaction: an interrupted or killed import leaves the list as it was. Two imports
+of one list run one after the other (an advisory lock: the second merges into the first's
+rows), and the last step before the commit refuses an address forgotten meanwhile
+(:func:`mailer.store.import_list.forgotten_meanwhile`).
 
 SQLite's staged import (:mod:`mailer.store.import_staged`) uses the same
 :class:`ChunkMerger` for its fallback: deciding again under its write lock.
