@@ -27,6 +27,7 @@ from mailer.store.import_list import (
     RejectLog,
     Stamp,
     among,
+    any_forgotten,
     bulk_insert,
     change_statuses,
     changed_meanwhile,
@@ -71,11 +72,18 @@ class ChunkMerger:
         # Rows with this id or higher were added by this import: seen again, duplicates.
         self.added_from = next_id(conn)
         self.forgotten = forgotten_count(conn)
+        # PostgreSQL: other writers commit while the import runs (SQLite's merge holds the
+        # database's write lock).
+        self.live = conn.dialect.name == "postgresql"
         self.repeats = _Repeats(conn) if track_repeats else None
 
     def merge(self, rows: list[Row], fields: dict[int, list[str]]) -> None:
         """Merge a chunk; ``fields``: the rows' CSV fields by line, for the rejects file."""
         conn, result = self.conn, self.result
+        if not self.forgotten and self.live:
+            # A forget may commit while the import runs: from then on each chunk is checked
+            # (until then, one cheap query per chunk); forgotten_meanwhile() catches the rest.
+            self.forgotten = int(any_forgotten(conn))
         if self.forgotten:
             rows = drop_forgotten(conn, rows, fields, result=result, rejects=self.rejects)
         merged, repeats = fold_repeats(rows)
@@ -179,7 +187,8 @@ def import_chunked(
             track_repeats=True,
         )
         try:
-            keep_fields = bool(merger.forgotten and rejects.writer is not None)
+            # (the fields of every row: an address may turn out forgotten in any chunk)
+            keep_fields = rejects.writer is not None
             for chunk, fields in chunked(
                 rows,
                 size=chunk_rows,

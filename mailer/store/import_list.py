@@ -161,6 +161,10 @@ def forgotten_count(conn: Connection) -> int:
     return conn.scalar(select(func.count()).select_from(ForgottenAddress)) or 0
 
 
+def any_forgotten(conn: Connection) -> bool:
+    return conn.scalar(select(FORGOTTEN.c.address_hash).limit(1)) is not None
+
+
 def forgotten_meanwhile(conn: Connection, added_from: int) -> int:
     """PostgreSQL, last thing before an import commits: how many of the subscribers added
     since id ``added_from`` have an address forgotten meanwhile (while the import ran, a
@@ -174,7 +178,7 @@ def forgotten_meanwhile(conn: Connection, added_from: int) -> int:
         return 0  # SQLite's import merges under the write lock: no forget runs meanwhile
     table = conn.dialect.identifier_preparer.format_table(FORGOTTEN)
     conn.exec_driver_sql(f"LOCK TABLE {table} IN SHARE MODE")
-    if not conn.scalar(select(FORGOTTEN.c.address_hash).limit(1)):
+    if not any_forgotten(conn):
         return 0
     # address_hash() in SQL: sha256 hex of the key's UTF-8 bytes.
     digest = func.encode(func.sha256(func.convert_to(SUBSCRIBERS.c.email_key, "UTF8")), "hex")
