@@ -91,11 +91,11 @@ def lookup_key(raw: str) -> str:
 def normalise_name(raw: str | None) -> str:
     """A display name: trimmed, at most 200 characters, no control character."""
     name = (raw or "").strip()
-    if _FORBIDDEN.search(name):
-        raise InvalidAddress("name: contains a line break or NUL character")
-    control = control_character(name)
+    control = _CONTROL.search(name)  # one search: names are checked once per imported row
     if control:
-        raise InvalidAddress(f"name: contains a control character ({control})")
+        if _FORBIDDEN.search(name):
+            raise InvalidAddress("name: contains a line break or NUL character")
+        raise InvalidAddress(f"name: contains a control character (U+{ord(control.group()):04X})")
     if len(name) > MAX_NAME:
         raise InvalidAddress(f"name: longer than {MAX_NAME} characters")
     return name

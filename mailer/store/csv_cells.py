@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED", "MARKER", "neutralise", "restore"]
+__all__ = ["ESCAPED", "FIRST", "MARKER", "neutralise", "restore"]
 
 MARKER = "mailer_export"  # the export's column saying its cells were neutralised
 ESCAPED = "1"  # its value in each row (the rule's version)
-_FIRST = frozenset("=+-@\t\r'")  # a cell starting otherwise is never touched (fast path)
+# A cell starting otherwise is never touched: ``value[:1] in FIRST`` is the fast test.
+FIRST = frozenset("=+-@\t\r'")
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")  # quotes (ours or a person's), then a trigger
 
 
 def neutralise(value: str) -> str:
     """The cell as exported: ``'`` before a value a spreadsheet would take as a formula."""
-    if value[:1] in _FIRST and _FORMULA.match(value):
+    if value[:1] in FIRST and _FORMULA.match(value):
         return "'" + value
     return value
 

@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, Table, select, text
 
-from mailer.store.csv_cells import ESCAPED, MARKER, neutralise
+from mailer.store.csv_cells import ESCAPED, FIRST, MARKER, neutralise
 from mailer.store.db import Store
 from mailer.store.models import Subscriber
 from mailer.store.subscribers import FIELD_COLUMNS
@@ -46,16 +46,24 @@ def export_csv(store: Store, out: IO[str]) -> int:
             query.order_by(_SUBSCRIBERS.c.id)
         )
         count = 0
-        when, safe = _isoformat, neutralise
+        when, safe, first = _isoformat, neutralise, FIRST
         blank = [""] * len(keys)
         for partition in result.partitions():
             rows = []
             for row in partition:
                 uid, email, name, status, created, updated, changed, source, why, a = row
-                # uid, status and timestamps cannot start like a formula; text can.
-                values = [uid, safe(email), safe(name), status.value, when(created)]
-                values += [when(updated), when(changed), safe(source), safe(why), ESCAPED]
-                values += [safe(_cell(a.get(k))) for k in keys] if a else blank
+                # Text may start like a formula (uid, status and timestamps cannot); the
+                # test is inline because export's time goes into this loop.
+                if (
+                    email[:1] in first
+                    or name[:1] in first
+                    or source[:1] in first
+                    or why[:1] in first
+                ):
+                    email, name, source, why = safe(email), safe(name), safe(source), safe(why)
+                values = [uid, email, name, status.value, when(created), when(updated)]
+                values += [when(changed), source, why, ESCAPED]
+                values += [_cell(a.get(k)) for k in keys] if a else blank
                 rows.append(values)
             writer.writerows(rows)
             count += len(rows)
@@ -84,12 +92,13 @@ def _isoformat(moment: datetime) -> str:
 
 
 def _cell(value: Any) -> str:
+    """An attribute's value as a cell, neutralised like every text cell."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return neutralise(value) if value[:1] in FIRST else value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool | int | float | list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return neutralise(json.dumps(value, ensure_ascii=False))  # -1 would be a formula
+    return neutralise(str(value))
