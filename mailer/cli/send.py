@@ -19,10 +19,12 @@ from rich.progress import (
 from rich.table import Table
 
 from mailer.cli.app import app, get_config
+from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import SendError
+from mailer.files import atomic_output
 from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus
 from mailer.send.readiness import Level
@@ -244,11 +246,7 @@ def report(
         found = issue_report(store, issue_dir.name)
     record, counts, rows = found.record, found.counts, found.problems
     if csv_file is not None:  # first: an unwritable file is the one line printed
-        try:
-            out = csv_file.open("w", newline="", encoding="utf-8")
-        except OSError as exc:
-            raise SendError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
-        with out:
+        with atomic_output(csv_file, error=SendError) as out:  # whole, or not at all
             write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
@@ -259,14 +257,14 @@ def report(
         table = Table()
         for column in ("email", "delivery", "subscriber", "attempts", "last reply", "bounce"):
             table.add_column(column)
-        for row in rows:
+        for row in rows:  # stored text, a remote server's reply among it: printable()
             table.add_row(
-                row.email,
+                printable(row.email),
                 row.delivery_status,
                 row.subscriber_status,
                 str(row.attempts),
-                row.last_reply,
-                f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip(),
+                printable(row.last_reply),
+                printable(f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip()),
             )
         Console(width=200).print(table)
     if csv_file is not None:

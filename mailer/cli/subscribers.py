@@ -10,7 +10,9 @@ from pathlib import Path
 import typer
 
 from mailer.cli.app import app, get_config
+from mailer.cli.terminal import printable
 from mailer.errors import CsvError, InvalidAttribute
+from mailer.files import atomic_output, standard_output
 from mailer.store.consent import consent_records
 from mailer.store.csv_export import export_csv
 from mailer.store.csv_import import ImportResult, import_file
@@ -61,7 +63,7 @@ def add(
         subscriber = add_subscriber(
             store, email, name=name, attributes=parse_attrs(attr), force=force
         )
-    typer.echo(f"added {subscriber.email}")
+    typer.echo(f"added {printable(subscriber.email)}")
 
 
 @subscribers_app.command("remove")
@@ -73,7 +75,7 @@ def remove(
     """Delete a subscriber (with their history). Prefer `unsubscribe`, or `forget` (GDPR)."""
     with _store(ctx) as store:
         subscriber = remove_subscriber(store, email, force=force)
-    typer.echo(f"removed {subscriber.email}")
+    typer.echo(f"removed {printable(subscriber.email)}")
 
 
 @subscribers_app.command("show")
@@ -82,27 +84,31 @@ def show(ctx: typer.Context, email: str = EMAIL) -> None:
     with _store(ctx) as store:
         s = get_subscriber(store, email)
         consents = consent_records(store, s.id)
-    typer.echo(f"email:      {s.email}")
-    typer.echo(f"name:       {s.name}")
+    # Stored text is printed through printable(): a control character never reaches the
+    # terminal raw (an old row, a foreign database, a bounce's reply as the reason).
+    typer.echo(f"email:      {printable(s.email)}")
+    typer.echo(f"name:       {printable(s.name)}")
     typer.echo(f"status:     {s.status} since {s.status_changed_at:%Y-%m-%d %H:%M} UTC")
-    typer.echo(
-        f"            ({s.status_source}{': ' + s.status_reason if s.status_reason else ''})"
-    )
+    typer.echo(f"            ({_because(s.status_source, s.status_reason)})")
     typer.echo(f"created:    {s.created_at:%Y-%m-%d %H:%M} UTC")
     for key, value in sorted(s.attributes.items()):
-        typer.echo(f"{key + ':':<11} {value}")
+        typer.echo(f"{printable(key) + ':':<11} {printable(str(value))}")
     for e in s.events:
         typer.echo(
             f"history:    {e.at:%Y-%m-%d %H:%M} {e.old_status or '-'} -> {e.new_status} "
-            f"({e.source}{': ' + e.reason if e.reason else ''})"
+            f"({_because(e.source, e.reason)})"
         )
     for c in consents:
-        where = f"{c.form} from {c.ip}" if c.ip else c.form
+        where = printable(f"{c.form} from {c.ip}" if c.ip else c.form)
         typer.echo(
             f"consent:    signed up {c.signed_up_at:%Y-%m-%d %H:%M:%S} UTC on {where}, "
             f"confirmed {c.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"
         )
-        typer.echo(f"            to the text {c.text_sha256[:16]}…: {c.text}")
+        typer.echo(f"            to the text {c.text_sha256[:16]}…: {printable(c.text)}")
+
+
+def _because(source: str, reason: str) -> str:
+    return printable(f"{source}{': ' + reason if reason else ''}")
 
 
 @subscribers_app.command("list")
@@ -117,7 +123,7 @@ def list_(
 
 
 def _line(s: Subscriber) -> str:
-    return f"{s.email}\t{s.status}\t{s.name}"
+    return f"{printable(s.email)}\t{s.status}\t{printable(s.name)}"
 
 
 @subscribers_app.command("count")
@@ -163,7 +169,7 @@ def import_(
 
 def _summary(result: ImportResult, rejects: Path | None) -> None:
     for reject in result.rejects:
-        typer.echo(f"line {reject.line}: {reject.reason}", err=True)
+        typer.echo(f"line {reject.line}: {printable(reject.reason)}", err=True)
     if result.rejected > len(result.rejects):
         more = result.rejected - len(result.rejects)
         where = f" (all in {rejects})" if rejects else " (use --rejects FILE to list them all)"
@@ -190,13 +196,10 @@ def export(
     """Export every subscriber as CSV (readable by `import`)."""
     with _store(ctx) as store:
         if file is None:
-            export_csv(store, sys.stdout)
+            with standard_output(error=CsvError) as stdout:
+                export_csv(store, stdout)
             return
-        try:
-            out = file.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise CsvError(f"cannot write {file}: {exc.strerror or exc}") from None
-        with out:
+        with atomic_output(file, error=CsvError) as out:  # whole, or not at all
             n = export_csv(store, out)
     typer.echo(f"exported {n} subscribers to {file}")
 
@@ -210,7 +213,8 @@ def unsubscribe(
     """Unsubscribe an address (e.g. a request by email)."""
     with _store(ctx) as store:
         s, changed = set_status(store, email, SubscriberStatus.UNSUBSCRIBED, reason=reason)
-    typer.echo(f"unsubscribed {s.email}" if changed else f"{s.email} was already unsubscribed")
+    shown = printable(s.email)
+    typer.echo(f"unsubscribed {shown}" if changed else f"{shown} was already unsubscribed")
 
 
 @subscribers_app.command("resubscribe")
@@ -222,7 +226,8 @@ def resubscribe(
     """Make an unsubscribed, bounced or complained address active again (logged)."""
     with _store(ctx) as store:
         s, changed = set_status(store, email, SubscriberStatus.ACTIVE, reason=reason)
-    typer.echo(f"resubscribed {s.email}" if changed else f"{s.email} was already active")
+    shown = printable(s.email)
+    typer.echo(f"resubscribed {shown}" if changed else f"{shown} was already active")
 
 
 @subscribers_app.command("forget")
@@ -230,7 +235,8 @@ def forget_(ctx: typer.Context, email: str = EMAIL) -> None:
     """Erase an address and everything about it (GDPR); block it from future imports."""
     with _store(ctx) as store:
         done = forget(store, email)
+    shown = printable(done.email)
     if done.was_subscribed:
-        typer.echo(f"forgot {done.email}: subscriber, history and deliveries erased")
+        typer.echo(f"forgot {shown}: subscriber, history and deliveries erased")
     else:
-        typer.echo(f"{done.email} was not on the list; recorded so imports will skip it")
+        typer.echo(f"{shown} was not on the list; recorded so imports will skip it")

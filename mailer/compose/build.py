@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from mailer.compose.layout import date_text
 from mailer.compose.model import ComposedIssue, IssueMeta, Newsletter
 from mailer.compose.pipeline import GMAIL_CLIP_BYTES, compose_loaded, size_warning
 from mailer.errors import IssueError
+from mailer.files import atomic_outputs
 from mailer.tokens import TOKEN_LENGTH
 
 SAMPLE_NAME = "Sample Reader"
@@ -67,31 +66,15 @@ def build(issue_dir: Path, newsletter: Newsletter) -> Built:
 
 
 def write_build(built: Built, out_dir: Path) -> tuple[Path, Path]:
-    """Write index.html and index.txt into ``out_dir`` (temp files, renamed once complete)."""
+    """Write index.html and index.txt into ``out_dir``: both whole or neither, and no folder
+    left behind on failure (:func:`mailer.files.atomic_outputs`)."""
     paths = (out_dir / "index.html", out_dir / "index.txt")
-    temps: list[str] = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for content in (built.html, built.text):
-            fd, tmp = tempfile.mkstemp(prefix=".build.", dir=out_dir)
-            temps.append(tmp)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(content)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a build is a normal file
-        for tmp, path in zip(temps, paths, strict=True):  # rename only once both are written
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise IssueError(f"cannot write the build to {out_dir}: {exc.strerror or exc}") from None
-    finally:
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
+    with atomic_outputs(
+        paths, error=IssueError, label=f"the build to {out_dir}", newline="\n", make_parents=True
+    ) as streams:
+        for stream, content in zip(streams, (built.html, built.text), strict=True):
+            stream.write(content)
     return paths
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def report(built: Built, issue_dir: Path) -> list[str]:

@@ -1,12 +1,14 @@
 """Exporting subscribers as CSV, streamed, in the format ``import`` reads back.
 
 Columns: uid, email, name, status, created_at, updated_at, status_changed_at,
-status_source, status_reason, the latest proof of consent of a subscriber who signed up on
-the form (consent_signed_up_at, consent_confirmed_at, consent_form, consent_ip,
+status_source, status_reason, mailer_export, the latest proof of consent of a subscriber who
+signed up on the form (consent_signed_up_at, consent_confirmed_at, consent_form, consent_ip,
 consent_text_sha256, consent_text: empty for one added otherwise), then one column per
-attribute name (sorted). Timestamps are ISO 8601 UTC. Importing the file into an empty
-database restores every subscriber with the same uid (so links in issues already sent keep
-working), status and timestamps; the consent columns are for the record (import skips them).
+attribute name (sorted). Timestamps are ISO 8601 UTC. A cell a spreadsheet would run as a
+formula gets a leading ``'`` (:mod:`mailer.store.csv_cells`), which import takes off again in
+rows whose ``mailer_export`` cell says so. Importing the file into an empty database restores
+every subscriber with the same uid (so links in issues already sent keep working), status,
+timestamps and text; the consent columns are for the record (import skips them).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, Table, func, select, text
 
+from mailer.store.csv_cells import ESCAPED, FIRST, MARKER, neutralise
 from mailer.store.db import Store
 from mailer.store.models import Consent, ConsentText, Subscriber
 from mailer.store.subscribers import CONSENT_COLUMNS, FIELD_COLUMNS
 
-COLUMNS = FIELD_COLUMNS  # export writes exactly what import reads back
+COLUMNS = (*FIELD_COLUMNS, MARKER)  # export writes exactly what import reads back
 BATCH = 5000
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
 _CONSENTS = cast(Table, Consent.__table__)
@@ -57,7 +60,9 @@ def export_csv(store: Store, out: IO[str]) -> int:
         writer.writerow([*COLUMNS, *CONSENT_COLUMNS, *keys])
         query = (
             select(
-                *(_SUBSCRIBERS.c[c] for c in COLUMNS), *_CONSENT_VALUES, _SUBSCRIBERS.c.attributes
+                *(_SUBSCRIBERS.c[c] for c in FIELD_COLUMNS),
+                *_CONSENT_VALUES,
+                _SUBSCRIBERS.c.attributes,
             )
             .outerjoin_from(_SUBSCRIBERS, _LATEST, _LATEST.c.subscriber_id == _SUBSCRIBERS.c.id)
             .outerjoin(_TEXTS, _TEXTS.c.sha256 == _LATEST.c.consent_sha256)
@@ -66,7 +71,7 @@ def export_csv(store: Store, out: IO[str]) -> int:
             query.order_by(_SUBSCRIBERS.c.id)
         )
         count = 0
-        when = _isoformat
+        when, safe, first = _isoformat, neutralise, FIRST
         blank = [""] * len(keys)
         no_consent = [""] * len(CONSENT_COLUMNS)
         for partition in result.partitions():
@@ -74,12 +79,21 @@ def export_csv(store: Store, out: IO[str]) -> int:
             for row in partition:
                 uid, email, name, status, created, updated, changed, source, why = row[:9]
                 signed, confirmed, form, ip, digest, wording, a = row[9:]
+                # Text may start like a formula (uid, status and timestamps cannot); the
+                # test is inline because export's time goes into this loop.
+                if (
+                    email[:1] in first
+                    or name[:1] in first
+                    or source[:1] in first
+                    or why[:1] in first
+                ):
+                    email, name, source, why = safe(email), safe(name), safe(source), safe(why)
                 values = [uid, email, name, status.value, when(created), when(updated)]
-                values += [when(changed), source, why]
+                values += [when(changed), source, why, ESCAPED]
                 if confirmed is None:
                     values += no_consent
-                else:
-                    values += [when(signed), when(confirmed), form, ip, digest, wording]
+                else:  # the form's origin came from a request header: neutralised too
+                    values += [when(signed), when(confirmed), safe(form), ip, digest, safe(wording)]
                 values += [_cell(a.get(k)) for k in keys] if a else blank
                 rows.append(values)
             writer.writerows(rows)
@@ -109,12 +123,13 @@ def _isoformat(moment: datetime) -> str:
 
 
 def _cell(value: Any) -> str:
+    """An attribute's value as a cell, neutralised like every text cell."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return neutralise(value) if value[:1] in FIRST else value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool | int | float | list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return neutralise(json.dumps(value, ensure_ascii=False))  # -1 would be a formula
+    return neutralise(str(value))

@@ -17,13 +17,17 @@ Rules (see README "Subscribers"):
 * header row: ``email`` (or ``e-mail``, ``email address``), optional ``name``; the columns
   ``export`` writes (uid, status, timestamps) are read back; any other column becomes an
   attribute (empty cells are not stored). UTF-8 with or without BOM, comma, semicolon or tab
-  (guessed from the header), quoted fields, any line ends, blank lines ignored.
+  (guessed from the header), quoted fields, any line ends, blank lines ignored. A column
+  named twice, or a file in another encoding (UTF-16 is named), is refused.
+* in rows of mailer's own export (its ``mailer_export`` column), the quote export put
+  before a formula-like cell is taken off again (:mod:`mailer.store.csv_cells`).
 * an address already on the list, or repeated in the file (in any case), is merged: a
   non-empty name replaces the old one, attributes are added or replaced.
 * an unsubscribed, bounced or complained address is never made active again, unless
   ``resubscribe`` (logged in its history with source "import"). A file may set a non-active
   status (e.g. an export from elsewhere), which is also logged.
-* invalid rows and forgotten addresses are skipped and reported with line and reason.
+* invalid rows and forgotten addresses are skipped and reported with line and reason;
+  the rejects file may not be the input.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def import_file(
         stack.callback(text.detach)  # leave the caller's stdin open
         out = None
         if rejects is not None:
+            _refuse_input_as_rejects(binary, rejects, name)
             try:
                 fd, tmp = tempfile.mkstemp(
                     dir=rejects.parent, prefix=f".{rejects.name}.", suffix=".tmp"
@@ -93,6 +98,21 @@ def import_file(
             out.close()
             os.replace(tmp, rejects)
         return result
+
+
+def _refuse_input_as_rejects(binary: IO[bytes], rejects: Path, name: str) -> None:
+    """CsvError if the rejects file is the input (also through a link): writing the
+    rejects would replace the list being imported."""
+    try:
+        wanted = os.stat(rejects)
+        given = os.fstat(binary.fileno())
+    except (OSError, ValueError):  # no such rejects file yet, or input without a descriptor
+        return
+    if (wanted.st_dev, wanted.st_ino) == (given.st_dev, given.st_ino):
+        raise CsvError(
+            f"cannot write the rejects to {rejects}: it is the file being imported "
+            f"({name}); choose another name"
+        )
 
 
 def _remove(path: str) -> None:

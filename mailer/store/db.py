@@ -94,6 +94,11 @@ def open_store(url: str, *, check_schema: bool = True, **engine_kwargs: Any) -> 
     if check_schema:
         try:
             check_current(store.engine)
+        except DBAPIError as exc:  # e.g. SQLite: a valid header, trashed pages
+            store.close()
+            raise DatabaseUnavailable(
+                f"cannot open database {redacted(url)}: {_first_line(exc.orig)}"
+            ) from None
         except BaseException:
             store.close()
             raise

@@ -4,7 +4,10 @@ PostgreSQL locks rows, not the database, so the import can decide and write each
 it reads the file: refuse forgotten addresses, fold repeats, fetch the addresses already
 there with one SELECT, then insert, update and change statuses (:mod:`mailer.store.
 import_rules` decides, :mod:`mailer.store.import_list` reads and writes). The whole import
-is one transaction: an interrupted or killed import leaves the list as it was.
+is one transaction: an interrupted or killed import leaves the list as it was. Two imports
+of one list run one after the other (an advisory lock: the second merges into the first's
+rows), and the last step before the commit refuses an address forgotten meanwhile
+(:func:`mailer.store.import_list.forgotten_meanwhile`).
 
 SQLite's staged import (:mod:`mailer.store.import_staged`) uses the same
 :class:`ChunkMerger` for its fallback: deciding again under its write lock.
@@ -17,12 +20,14 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Boolean, Column, Connection, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailer.errors import StoreError
 from mailer.store.csv_reader import Reject, Row
 from mailer.store.db import Store
 from mailer.store.import_list import (
     RejectLog,
     Stamp,
     among,
+    any_forgotten,
     bulk_insert,
     change_statuses,
     changed_meanwhile,
@@ -30,6 +35,8 @@ from mailer.store.import_list import (
     drop_forgotten,
     fetch_listed,
     forgotten_count,
+    forgotten_meanwhile,
+    import_lock,
     insert_values,
     next_id,
     taken_uids,
@@ -65,11 +72,18 @@ class ChunkMerger:
         # Rows with this id or higher were added by this import: seen again, duplicates.
         self.added_from = next_id(conn)
         self.forgotten = forgotten_count(conn)
+        # PostgreSQL: other writers commit while the import runs (SQLite's merge holds the
+        # database's write lock).
+        self.live = conn.dialect.name == "postgresql"
         self.repeats = _Repeats(conn) if track_repeats else None
 
     def merge(self, rows: list[Row], fields: dict[int, list[str]]) -> None:
         """Merge a chunk; ``fields``: the rows' CSV fields by line, for the rejects file."""
         conn, result = self.conn, self.result
+        if not self.forgotten and self.live:
+            # A forget may commit while the import runs: from then on each chunk is checked
+            # (until then, one cheap query per chunk); forgotten_meanwhile() catches the rest.
+            self.forgotten = int(any_forgotten(conn))
         if self.forgotten:
             rows = drop_forgotten(conn, rows, fields, result=result, rejects=self.rejects)
         merged, repeats = fold_repeats(rows)
@@ -142,6 +156,14 @@ class _Repeats:
             )
 
 
+def forgotten_during_import(name: str, erased: int) -> StoreError:
+    return StoreError(
+        f"{name}: {erased} of its addresses {'was' if erased == 1 else 'were'} forgotten "
+        "(erased on request) while the import ran; nothing was imported: run it again and "
+        f"{'it' if erased == 1 else 'they'} will be skipped"
+    )
+
+
 def import_chunked(
     store: Store,
     rows: Iterator[tuple[Row | Reject, list[str]]],
@@ -155,6 +177,7 @@ def import_chunked(
     """Import the reader's rows chunk by chunk, in one transaction."""
     result = ImportResult()
     with store.engine.connect() as conn:
+        import_lock(conn)  # another import of this list first (waits for it to commit)
         merger = ChunkMerger(
             conn,
             name=name,
@@ -164,7 +187,8 @@ def import_chunked(
             track_repeats=True,
         )
         try:
-            keep_fields = bool(merger.forgotten and rejects.writer is not None)
+            # (the fields of every row: an address may turn out forgotten in any chunk)
+            keep_fields = rejects.writer is not None
             for chunk, fields in chunked(
                 rows,
                 size=chunk_rows,
@@ -174,6 +198,9 @@ def import_chunked(
                 progress=progress,
             ):
                 merger.merge(chunk, fields)
+            erased = forgotten_meanwhile(conn, merger.added_from)
+            if erased:
+                raise forgotten_during_import(name, erased)
             conn.commit()
         except IntegrityError:
             conn.rollback()

@@ -9,6 +9,7 @@ and :func:`chunked`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -26,10 +27,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mailer.errors import StoreError
@@ -158,6 +161,47 @@ def forgotten_count(conn: Connection) -> int:
     return conn.scalar(select(func.count()).select_from(ForgottenAddress)) or 0
 
 
+def any_forgotten(conn: Connection) -> bool:
+    return conn.scalar(select(FORGOTTEN.c.address_hash).limit(1)) is not None
+
+
+def forgotten_meanwhile(conn: Connection, added_from: int) -> int:
+    """PostgreSQL, last thing before an import commits: how many of the subscribers added
+    since id ``added_from`` have an address forgotten meanwhile (while the import ran, a
+    ``forget`` cannot see its uncommitted rows, so it deletes nothing and commits).
+
+    The SHARE lock waits for any ``forget`` (or ``add --force``) still running and keeps
+    new ones out until the import commits, so this check sees every forget that commits
+    before the import does; a ``forget`` of a subscriber the import updated waits for the
+    import's row lock instead, and then deletes it."""
+    if conn.dialect.name != "postgresql":
+        return 0  # SQLite's import merges under the write lock: no forget runs meanwhile
+    table = conn.dialect.identifier_preparer.format_table(FORGOTTEN)
+    conn.exec_driver_sql(f"LOCK TABLE {table} IN SHARE MODE")
+    if not any_forgotten(conn):
+        return 0
+    # address_hash() in SQL: sha256 hex of the key's UTF-8 bytes.
+    digest = func.encode(func.sha256(func.convert_to(SUBSCRIBERS.c.email_key, "UTF8")), "hex")
+    query = (
+        select(func.count())
+        .select_from(SUBSCRIBERS)
+        .where(SUBSCRIBERS.c.id >= added_from, digest.in_(select(FORGOTTEN.c.address_hash)))
+    )
+    return conn.scalar(query) or 0
+
+
+def import_lock(conn: Connection) -> None:
+    """PostgreSQL: wait for any other import of this list (schema) to commit, so two
+    imports run one after the other and the second merges into the first's rows instead
+    of colliding on their addresses. Released when the transaction ends."""
+    if conn.dialect.name != "postgresql":
+        return
+    schema = conn.scalar(text("SELECT current_schema()")) or ""
+    digest = hashlib.sha256(f"mailer-import\0{schema}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big") - (1 << 63)  # advisory keys are signed 64-bit
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def drop_forgotten(
     conn: Connection,
     rows: list[Row],
@@ -249,9 +293,16 @@ def bulk_insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         # COPY: several times faster than any INSERT; same transaction as the rest.
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table} ({columns}) FROM STDIN"
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi_error as exc:
+            # The driver's own cursor: wrap its error as SQLAlchemy would (a unique
+            # violation becomes IntegrityError), for the callers' and guard()'s handlers.
+            raise DBAPIError.instance(statement, None, exc, dbapi_error) from None
         return
     if conn.dialect.paramstyle == "qmark":
         marks = ", ".join("?" * len(INSERT_COLUMNS))

@@ -19,7 +19,9 @@ Everything the list gets happens in the one transaction of step 3.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from mailer.errors import StoreError
 from mailer.store.csv_reader import Reject, Row
 from mailer.store.db import Store
 from mailer.store.import_chunked import ChunkMerger
@@ -80,29 +83,61 @@ def import_staged(
     chunk_rows: int,
 ) -> ImportResult:
     """Import the reader's rows: stage, plan, then merge under the write lock."""
-    with (
-        tempfile.TemporaryDirectory(prefix="mailer-import-") as folder,
-        Staging(Path(folder) / "staged.db") as staging,
-        store.engine.connect() as conn,
-    ):
-        job = _Import(
-            conn=conn,
-            staging=staging,
-            name=name,
-            resubscribe=resubscribe,
-            rejects=rejects,
-            chunk_rows=chunk_rows,
-        )
-        parsed = ImportResult()
-        # Refused while staging, as of its start; any forgotten since: see _plan_holds.
-        forgotten = _stage(job, rows, parsed, progress)
-        # The plan counts in a copy: deciding again under the lock starts from step 1's.
-        planned = dataclasses.replace(parsed, rejects=list(parsed.rejects))
-        stamp = _plan(job, planned)
-        result = _merge(job, parsed, planned, stamp, forgotten)
+    try:
+        workspace = tempfile.TemporaryDirectory(prefix="mailer-import-")
+    except OSError as exc:
+        full = exc.errno == errno.ENOSPC
+        raise _staging_failed(name, exc.strerror or str(exc), full=full) from None
+    try:
+        with (
+            workspace as folder,
+            Staging(Path(folder) / "staged.db") as staging,
+            store.engine.connect() as conn,
+        ):
+            job = _Import(
+                conn=conn,
+                staging=staging,
+                name=name,
+                resubscribe=resubscribe,
+                rejects=rejects,
+                chunk_rows=chunk_rows,
+            )
+            result = _stage_plan_merge(job, rows, progress)
+    except sqlite3.Error as exc:  # the staging file's own connection, never the list's
+        full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+        raise _staging_failed(name, str(exc), full=full) from None
     if progress is not None:
         progress(result.rows)
     return result
+
+
+def _stage_plan_merge(
+    job: _Import,
+    rows: Iterator[tuple[Row | Reject, list[str]]],
+    progress: Callable[[int], None] | None,
+) -> ImportResult:
+    parsed = ImportResult()
+    # Refused while staging, as of its start; any forgotten since: see _plan_holds.
+    forgotten = _stage(job, rows, parsed, progress)
+    # The plan counts in a copy: deciding again under the lock starts from step 1's.
+    planned = dataclasses.replace(parsed, rejects=list(parsed.rejects))
+    stamp = _plan(job, planned)
+    return _merge(job, parsed, planned, stamp, forgotten)
+
+
+def _staging_failed(name: str, reason: str, *, full: bool) -> StoreError:
+    """The staging file (in $TMPDIR) failed: say so and name the folder, not the list."""
+    where = tempfile.gettempdir()
+    if full:
+        return StoreError(
+            f"{name}: the temporary folder {where} is full (an import stages the file there, "
+            "about 650 bytes a row): free some space or set TMPDIR to a folder with more "
+            "room; nothing was imported"
+        )
+    return StoreError(
+        f"{name}: cannot stage the import in the temporary folder {where}: {reason}; "
+        "nothing was imported"
+    )
 
 
 def _stage(

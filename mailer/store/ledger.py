@@ -40,6 +40,7 @@ from mailer.send.ports import (
     Recipient,
     check_content,
 )
+from mailer.store.addresses import lookup_key
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue, Subscriber, SubscriberStatus, utcnow
 from mailer.store.status import change_status
@@ -408,7 +409,7 @@ class SqlSubscriberLookup:
         with self.store.session() as session:
             row = session.execute(
                 select(Subscriber.uid, Subscriber.email, Subscriber.name)
-                .where(Subscriber.email_key == email.strip().lower())
+                .where(Subscriber.email_key == lookup_key(email))
                 .limit(1)
             ).first()
         return None if row is None else Recipient(uid=row[0], email=row[1], name=row[2] or "")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mailer.errors import NotFound
 from mailer.send.ports import DeliveryStatus, IssueRecord
+from mailer.store.csv_cells import neutralise
 from mailer.store.db import Store
 from mailer.store.ledger import SqlIssues
 from mailer.store.models import Delivery, Subscriber, SubscriberStatus
@@ -109,9 +110,17 @@ REPORT_COLUMNS = (
 
 
 def write_report_csv(rows: Sequence[ReportRow], out: IO[str]) -> None:
-    """``mailer report --csv``: one line per problem row (``out`` opened with newline="")."""
+    """``mailer report --csv``: one line per problem row (``out`` opened with newline="").
+    Names, addresses and server replies are neutralised as in ``export``: a spreadsheet
+    shows a cell starting with ``=`` as text, never runs it (:mod:`mailer.store.csv_cells`)."""
     writer = csv.writer(out)
     writer.writerow(REPORT_COLUMNS)
     for row in rows:
-        values = {**vars(row), "updated_at": row.updated_at.isoformat() if row.updated_at else ""}
+        values = {
+            **vars(row),
+            "email": neutralise(row.email),
+            "name": neutralise(row.name),
+            "last_reply": neutralise(row.last_reply),
+            "updated_at": row.updated_at.isoformat() if row.updated_at else "",
+        }
         writer.writerow([values[column] for column in REPORT_COLUMNS])

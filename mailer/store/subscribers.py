@@ -15,7 +15,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidAttribute, NotFound, StoreError
-from mailer.store.addresses import address_hash, normalise_address, normalise_name
+from mailer.store.addresses import (
+    address_hash,
+    control_character,
+    normalise_address,
+    normalise_name,
+)
+from mailer.store.csv_cells import MARKER
 from mailer.store.db import Store
 from mailer.store.models import ForgottenAddress, Subscriber, SubscriberStatus, utcnow
 from mailer.store.signups import forget_signups
@@ -46,15 +52,28 @@ CONSENT_COLUMNS = (
 
 
 def check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes as stored: keys non-empty, single-line, not a field name (else
+    """Attributes as stored: keys non-empty, single-line, without control characters, not a
+    field name; text values without control characters but tab and line breaks (else
     InvalidAttribute)."""
     clean: dict[str, Any] = {}
     for key, value in attributes.items():
         name = key.strip()
         if not name or any(c in name for c in "\r\n\0"):
             raise InvalidAttribute(f"attribute {key!r}: names must be non-empty, single-line")
+        control = control_character(name)
+        if control:
+            raise InvalidAttribute(
+                f"attribute {key!r}: the name contains a control character ({control})"
+            )
         if name.lower() in FIELD_COLUMNS:
             raise InvalidAttribute(f"attribute {name!r}: is a subscriber field, not an attribute")
+        if name.lower() == MARKER:
+            raise InvalidAttribute(
+                f"attribute {name!r}: is a column of the export, not an attribute"
+            )
+        control = control_character(value, lines=True) if isinstance(value, str) else None
+        if control:
+            raise InvalidAttribute(f"attribute {name!r}: contains a control character ({control})")
         clean[name] = value
     return clean
 

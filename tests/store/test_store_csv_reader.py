@@ -24,10 +24,10 @@ def _read(data: str) -> tuple[Layout, list[Row | Reject]]:
 
 def test_columns_are_mapped_by_name_and_alias() -> None:
     layout = read_layout(
-        _text("Org;Full Name;E-Mail Address;uid;updated_at;status_reason;;email\n"), "x.csv"
+        _text("Org;Full Name;E-Mail Address;uid;updated_at;status_reason;;\n"), "x.csv"
     )
     assert (layout.delimiter, layout.header_lines) == (";", 1)
-    assert (layout.email, layout.name) == (2, 1)  # the first email column wins
+    assert (layout.email, layout.name) == (2, 1)
     assert layout.attributes == [(0, "Org")]  # updated_at is ignored, empty names skipped
     assert layout.fields == {"uid": 3, "status_reason": 5}
 
