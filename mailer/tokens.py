@@ -53,22 +53,40 @@ class TokenClaims:
     issue_number: int
 
 
-def _mac(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, b"mailer-unsubscribe\0" + body, hashlib.sha256).digest()[:_MAC_BYTES]
+_UNSUBSCRIBE = b"mailer-unsubscribe\0"
 
 
-def make_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
-    """Sign a token for ``subscriber_uid`` and ``issue_number`` with the current key."""
-    if not keys:
-        raise TokenError("no secret key configured")
+def _mac(key: bytes, purpose: bytes, body: bytes, size: int = _MAC_BYTES) -> bytes:
+    """HMAC-SHA256 of ``body`` under ``purpose`` (each kind of token its own), cut to ``size``."""
+    return hmac.new(key, purpose + body, hashlib.sha256).digest()[:size]
+
+
+def _signed_by_any(keys: Sequence[bytes], purpose: bytes, body: bytes, mac: bytes) -> bool:
+    """Whether one of ``keys`` signed ``body``: every key is tried, without stopping early, so
+    timing says nothing about which (rotation)."""
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(_mac(key, purpose, body, len(mac)), mac)
+    return ok
+
+
+def _uid_bytes(subscriber_uid: str, issue_number: int) -> bytes:
+    """The 16 bytes of a subscriber uid, after checking it and the issue number's range."""
     try:
         uid = bytes.fromhex(subscriber_uid)
     except ValueError:
         raise TokenError("subscriber uid is not hex") from None
     if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
         raise TokenError("subscriber uid or issue number out of range")
-    body = _LAYOUT.pack(_VERSION, uid, issue_number)
-    return _encode(body + _mac(keys[0], body))
+    return uid
+
+
+def make_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
+    """Sign a token for ``subscriber_uid`` and ``issue_number`` with the current key."""
+    if not keys:
+        raise TokenError("no secret key configured")
+    body = _LAYOUT.pack(_VERSION, _uid_bytes(subscriber_uid, issue_number), issue_number)
+    return _encode(body + _mac(keys[0], _UNSUBSCRIBE, body))
 
 
 def _encode(raw: bytes) -> str:
@@ -89,10 +107,7 @@ def read_token(keys: Sequence[bytes], token: str) -> TokenClaims:
     if len(raw) != _LAYOUT.size + _MAC_BYTES or _encode(raw) != token:
         raise invalid
     body, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
-    # Compare against every key, without stopping early, so timing says nothing about which.
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(_mac(key, body), mac)
+    ok = _signed_by_any(keys, _UNSUBSCRIBE, body, mac)
     version, uid, issue_number = _LAYOUT.unpack(body)
     if not ok or version != _VERSION:
         raise invalid
@@ -130,22 +145,16 @@ class VerpClaims:
     issue_number: int
 
 
-def _verp_mac(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, b"mailer-verp\0" + body, hashlib.sha256).digest()[:_VERP_MAC_BYTES]
+_VERP = b"mailer-verp\0"
 
 
 def make_verp_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
     """The VERP token of ``subscriber_uid``'s copy of issue ``issue_number``."""
     if not keys:
         raise TokenError("no secret key configured")
-    try:
-        uid = bytes.fromhex(subscriber_uid)
-    except ValueError:
-        raise TokenError("subscriber uid is not hex") from None
-    if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
-        raise TokenError("subscriber uid or issue number out of range")
+    uid = _uid_bytes(subscriber_uid, issue_number)
     body = _VERP_LAYOUT.pack(_VERP_VERSION, uid[:VERP_UID_PREFIX_BYTES], issue_number)
-    raw = body + _verp_mac(keys[0], body)
+    raw = body + _mac(keys[0], _VERP, body, _VERP_MAC_BYTES)
     return base64.b32encode(raw).decode("ascii").lower()
 
 
@@ -159,9 +168,7 @@ def read_verp_token(keys: Sequence[bytes], token: str) -> VerpClaims:
     except (binascii.Error, ValueError):
         raise invalid from None
     body, mac = raw[: _VERP_LAYOUT.size], raw[_VERP_LAYOUT.size :]
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(_verp_mac(key, body), mac)
+    ok = _signed_by_any(keys, _VERP, body, mac)
     version, prefix, issue_number = _VERP_LAYOUT.unpack(body)
     if not ok or version != _VERP_VERSION:
         raise invalid
@@ -183,8 +190,7 @@ _URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 def _seal(keys: Sequence[bytes], purpose: bytes, body: bytes) -> str:
     if not keys:
         raise TokenError("no secret key configured")
-    mac = hmac.new(keys[0], purpose + body, hashlib.sha256).digest()[:_MAC_BYTES]
-    return _encode(body + mac)
+    return _encode(body + _mac(keys[0], purpose, body))
 
 
 def _open(keys: Sequence[bytes], purpose: bytes, token: str, sizes: range) -> bytes | None:
@@ -199,22 +205,13 @@ def _open(keys: Sequence[bytes], purpose: bytes, token: str, sizes: range) -> by
     if len(raw) not in sizes or _encode(raw) != token:
         return None
     body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    ok = False
-    for key in keys:  # every key, without stopping early
-        digest = hmac.new(key, purpose + body, hashlib.sha256).digest()[:_MAC_BYTES]
-        ok |= hmac.compare_digest(digest, mac)
-    return body if ok else None
+    return body if _signed_by_any(keys, purpose, body, mac) else None
 
 
 def make_preferences_token(keys: Sequence[bytes], subscriber_uid: str, issue_number: int) -> str:
     """The token of a preferences link (``/preferences/TOKEN``): as an unsubscribe token
     (same layout and length), under another MAC purpose."""
-    try:
-        uid = bytes.fromhex(subscriber_uid)
-    except ValueError:
-        raise TokenError("subscriber uid is not hex") from None
-    if len(uid) != _UID_BYTES or not 0 <= issue_number < 2**32:
-        raise TokenError("subscriber uid or issue number out of range")
+    uid = _uid_bytes(subscriber_uid, issue_number)
     return _seal(keys, _PREFERENCES, _LAYOUT.pack(_VERSION, uid, issue_number))
 
 
