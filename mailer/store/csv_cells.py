@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ESCAPED", "FIRST", "MARKER", "neutralise", "restore"]
+__all__ = ["CONSENT_COLUMNS", "ESCAPED", "FIRST", "MARKER", "neutralise", "restore"]
 
 MARKER = "mailer_export"  # the export's column saying its cells were neutralised
 ESCAPED = "1"  # its value in each row (the rule's version)
+# The proof of consent an export adds (the latest record); import skips them.
+CONSENT_COLUMNS = (
+    "consent_signed_up_at",
+    "consent_confirmed_at",
+    "consent_form",
+    "consent_ip",
+    "consent_text_sha256",
+    "consent_text",
+)
 # A cell starting otherwise is never touched: ``value[:1] in FIRST`` is the fast test.
 FIRST = frozenset("=+-@\t\r'")
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")  # quotes (ours or a person's), then a trigger

@@ -21,10 +21,10 @@ from typing import IO, Any, cast
 
 from sqlalchemy import Connection, Table, func, select, text
 
-from mailer.store.csv_cells import ESCAPED, FIRST, MARKER, neutralise
+from mailer.store.csv_cells import CONSENT_COLUMNS, ESCAPED, FIRST, MARKER, neutralise
 from mailer.store.db import Store
 from mailer.store.models import Consent, ConsentText, Subscriber
-from mailer.store.subscribers import CONSENT_COLUMNS, FIELD_COLUMNS
+from mailer.store.subscribers import FIELD_COLUMNS
 
 COLUMNS = (*FIELD_COLUMNS, MARKER)  # export writes exactly what import reads back
 BATCH = 5000

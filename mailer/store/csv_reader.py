@@ -25,7 +25,7 @@ from typing import IO
 
 from mailer.errors import CsvError, InvalidAddress, InvalidRow
 from mailer.store.addresses import control_character, normalise_address, normalise_name
-from mailer.store.csv_cells import ESCAPED, MARKER, restore
+from mailer.store.csv_cells import CONSENT_COLUMNS, ESCAPED, MARKER, restore
 from mailer.store.models import SubscriberStatus
 
 __all__ = ["FIELD_SIZE_LIMIT", "Layout", "Reject", "Row", "parse_rows", "read_layout"]
@@ -47,12 +47,7 @@ _IGNORED = (  # status_reason is read with status_source
     "updated_at",
     "status_reason",
     # An export's proof of consent: for the record, not restored (nor made attributes).
-    "consent_signed_up_at",
-    "consent_confirmed_at",
-    "consent_form",
-    "consent_ip",
-    "consent_text_sha256",
-    "consent_text",
+    *CONSENT_COLUMNS,
 )
 _UID = re.compile(r"[0-9a-f]{32}")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)

@@ -40,15 +40,6 @@ FIELD_COLUMNS = (
     "status_source",
     "status_reason",
 )
-# The proof of consent an export adds (the latest record); import skips them.
-CONSENT_COLUMNS = (
-    "consent_signed_up_at",
-    "consent_confirmed_at",
-    "consent_form",
-    "consent_ip",
-    "consent_text_sha256",
-    "consent_text",
-)
 
 
 def check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,12 @@ import io
 from collections.abc import Callable
 
 from mailer.store import schema
+from mailer.store.csv_cells import CONSENT_COLUMNS
 from mailer.store.csv_export import COLUMNS, export_csv
 from mailer.store.csv_import import ImportResult, import_csv
 from mailer.store.db import Store, create_db_engine, open_store
 from mailer.store.models import SubscriberStatus
 from mailer.store.subscribers import (
-    CONSENT_COLUMNS,
     add_subscriber,
     forget,
     get_subscriber,
