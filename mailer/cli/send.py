@@ -25,7 +25,7 @@ from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
-from mailer.errors import SendError
+from mailer.errors import LeaseLost, SendError
 from mailer.files import atomic_output
 from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus, Joined
@@ -187,10 +187,19 @@ def _send_together(
                 f"Joined {part.others} other sender(s) of this issue; sending its stored version"
             )
 
+    def lost(exc: LeaseLost) -> None:
+        typer.echo(f"warning: {exc}; claiming again", err=True)
+
     summary = _with_progress(
         plan.to_send,
         lambda update: service.join(
-            claims, issue.meta.slug, options, issue=issue, on_progress=update, on_join=joined
+            claims,
+            issue.meta.slug,
+            options,
+            issue=issue,
+            on_progress=update,
+            on_join=joined,
+            on_lost=lost,
         ),
     )
     if summary is None:  # cannot happen with an issue given: it is recorded by the join

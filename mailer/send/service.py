@@ -168,6 +168,7 @@ class SendService:
         issue: ComposedIssue | None = None,
         on_progress: OnProgress | None = None,
         on_join: Callable[[Joined], None] | None = None,
+        on_lost: Callable[[LeaseLost], None] | None = None,
     ) -> Summary | None:
         """Send issue ``slug`` together with every other run of it (cooperating senders,
         :class:`~mailer.send.ports.Claims`) until no row is left to claim: with ``issue``
@@ -183,8 +184,9 @@ class SendService:
                 on_join(joined)
             try:
                 return self._run_joined(joined, options, on_progress)
-            except LeaseLost:
-                continue  # frozen or cut off past the lease: what it held is others' now
+            except LeaseLost as lost:  # frozen or cut off past the lease: others' rows now
+                if on_lost is not None:
+                    on_lost(lost)
 
     def _run_joined(
         self, joined: Joined, options: SendOptions, on_progress: OnProgress | None

@@ -64,7 +64,12 @@ class Sending:
     def _send(self, slug: str) -> Summary | None:
         if self.claims is not None:
             return self.service.join(
-                self.claims, slug, self.options, on_progress=self._stopping, on_join=self._joined
+                self.claims,
+                slug,
+                self.options,
+                on_progress=self._stopping,
+                on_join=self._joined,
+                on_lost=lambda exc: self.log(f"issue {slug}: {exc}; claiming again"),
             )
         stored = stored_issue(self.store, slug)
         if stored is None:
