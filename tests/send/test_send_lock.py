@@ -135,14 +135,20 @@ def test_a_run_whose_database_connections_are_terminated_stops_and_the_next_resu
     assert 5 <= received < SUBSCRIBERS  # stopped mid-run
     with store.session() as session:
         statuses = Counter(session.scalars(select(Delivery.status)))
-    # Intact: every message the server took is recorded, the rest is pending.
+    # Intact: the ledger's writer lost its connection too, so the outcome it was committing
+    # (at most one per connection) may be missing; everything else the server took is
+    # recorded, the rest is pending.
+    recorded = statuses[DeliveryStatus.SENT]
+    assert received - 2 <= recorded <= received
     assert statuses == {
-        DeliveryStatus.SENT: received,
-        DeliveryStatus.PENDING: SUBSCRIBERS - received,
+        DeliveryStatus.SENT: recorded,
+        DeliveryStatus.PENDING: SUBSCRIBERS - recorded,
     }
 
     second = _mailer(config_env, database, smtp.url(), *args)
     out, err = second.communicate(timeout=90)
     assert second.returncode == 0, err.decode()
-    assert f"Resuming: {received} already delivered" in out.decode()
-    assert Counter(smtp.recipients) == Counter(emails)  # each exactly once
+    assert f"Resuming: {recorded} already delivered" in out.decode()
+    counts = Counter(smtp.recipients)
+    assert set(counts) == set(emails)  # nobody missed
+    assert sum(counts.values()) - len(emails) == received - recorded  # the bound: <= 2
