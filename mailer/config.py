@@ -92,6 +92,7 @@ class Config:
     max_messages_per_connection: int = 1000
     connections: int = 4
     rate: str = ""
+    send_lease_seconds: float = 60.0  # cooperating senders' lease (mailer.store.claims)
     envelope_sender: str = ""
     bulk_sender_rules: str = "enforce"  # or "warn" (mailer.send.readiness)
     dkim_key_file: str = ""

@@ -9,26 +9,30 @@ OnProgress`), so no terminal library is imported here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailer.compose.model import ComposedIssue
 from mailer.config import Config
-from mailer.errors import InvalidAddress, NotFound, SendError
+from mailer.errors import InvalidAddress, LeaseLost, NotFound, SendError
 from mailer.send.message import MessageFactory, dkim_signer
 from mailer.send.ports import (
+    Claims,
     DeliveryStatus,
-    IssueFacts,
     IssueRecord,
     IssueStore,
+    Joined,
     Lease,
     LedgerRow,
     Recipient,
     SubscriberLookup,
     check_content,
 )
+from mailer.send.rate_limit import SharedRateLimiter
 from mailer.send.run import OnProgress, Progress, Run, SendOptions
+from mailer.send.stored import composed_of, facts_of
 from mailer.send.transport import Reply, Transport, transport_from_config
 from mailer.tokens import new_uid
 
@@ -72,18 +76,6 @@ class SentTestCopy:
     persona: Recipient | None  # the subscriber it was personalised as; None: a made-up one
 
 
-def facts_of(issue: ComposedIssue) -> IssueFacts:
-    meta = issue.meta
-    return IssueFacts(
-        slug=meta.slug,
-        number=meta.number,
-        subject=meta.subject,
-        date=meta.date.isoformat(),
-        content_hash=issue.content_hash,
-        web_html=issue.web_html,
-    )
-
-
 class SendService:
     """`mailer send` over the store's ``issues`` and ``subscribers`` adapters.
 
@@ -102,6 +94,10 @@ class SendService:
         self._subscribers = subscribers
         self._config = config
         self._transport = transport
+
+    @property
+    def config(self) -> Config:
+        return self._config
 
     @property
     def transport(self) -> Transport:
@@ -138,9 +134,12 @@ class SendService:
         """Record the issue (snapshotting its recipients the first time) and deliver it;
         the run stops when ``lease`` (the issue's send lock) says it is lost."""
         record, snapshotted = self._issues.start(facts_of(issue), force=options.force)
+        # What the store kept is what goes: the same bytes any worker of the issue builds.
+        stored = self._issues.stored(record.slug)
+        sent = composed_of(stored) if stored is not None else issue
         ledger = self._issues.ledger(record.id)
         before = ledger.counts()
-        factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
+        factory = MessageFactory(sent, self._config, signer=dkim_signer(self._config))
         total = ledger.count_to_send(options.deferred_below())
         run = Run(ledger, factory, self.transport, options, total=total, lease=lease)
         try:
@@ -153,6 +152,74 @@ class SendService:
             number=record.number,
             subject=record.subject,
             snapshotted=snapshotted,
+            already_sent=before[DeliveryStatus.SENT],
+            progress=progress,
+            counts=ledger.counts(),
+            finished=finished,
+            transport=self.transport.describe(),
+        )
+
+    def join(
+        self,
+        claims: Claims,
+        slug: str,
+        options: SendOptions,
+        *,
+        issue: ComposedIssue | None = None,
+        on_progress: OnProgress | None = None,
+        on_join: Callable[[Joined], None] | None = None,
+        on_lost: Callable[[LeaseLost], None] | None = None,
+    ) -> Summary | None:
+        """Send issue ``slug`` together with every other run of it (cooperating senders,
+        :class:`~mailer.send.ports.Claims`) until no row is left to claim: with ``issue``
+        (a `mailer send`) recording it the first time, without (a worker) only joining a
+        started one (None when it is not). The stored version is sent, at the issue's
+        stored rate; a lost lease is followed by a fresh claim."""
+        facts = facts_of(issue) if issue is not None else None
+        while True:
+            joined = claims.join(facts, slug, force=options.force, rate=options.rate)
+            if joined is None:
+                return None
+            if on_join is not None:
+                on_join(joined)
+            try:
+                return self._run_joined(joined, options, on_progress)
+            except LeaseLost as lost:  # frozen or cut off past the lease: others' rows now
+                if on_lost is not None:
+                    on_lost(lost)
+
+    def _run_joined(
+        self, joined: Joined, options: SendOptions, on_progress: OnProgress | None
+    ) -> Summary:
+        rate = joined.stored.rate
+        limiter = SharedRateLimiter(joined.slots, rate) if joined.slots and rate else None
+        run_options = dataclasses.replace(options, rate=rate)
+        composed = composed_of(joined.stored)
+        factory = MessageFactory(composed, self._config, signer=dkim_signer(self._config))
+        ledger = joined.ledger
+        try:
+            before = ledger.counts()
+            total = ledger.count_to_send(options.deferred_below())
+            run = Run(
+                ledger,
+                factory,
+                self.transport,
+                run_options,
+                total=total,
+                lease=joined.lease,
+                limiter=limiter,
+            )
+            progress = run.execute(on_progress)
+        finally:
+            ledger.close()
+            joined.lease.release()
+        finished = ledger.finish()
+        record = joined.record
+        return Summary(
+            slug=record.slug,
+            number=record.number,
+            subject=record.subject,
+            snapshotted=joined.snapshotted,
             already_sent=before[DeliveryStatus.SENT],
             progress=progress,
             counts=ledger.counts(),

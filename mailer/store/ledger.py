@@ -38,9 +38,11 @@ from mailer.send.ports import (
     IssueState,
     LedgerRow,
     Recipient,
+    StoredIssue,
     check_content,
 )
 from mailer.store.addresses import lookup_key
+from mailer.store.composed import keep_composed, stored_issue
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue, Subscriber, SubscriberStatus, utcnow
 from mailer.store.status import change_status
@@ -82,10 +84,9 @@ class SqlIssues:
             issue = session.scalars(select(Issue).where(Issue.slug == facts.slug)).one_or_none()
             if issue is not None:
                 check_content(_record(issue), facts, force=force)
-                if issue.content_hash != facts.content_hash:
-                    issue.content_hash = facts.content_hash
-                    issue.web_html = facts.web_html
-                    issue.subject = facts.subject
+                # A forced new version, or an issue started before the parts were stored.
+                if issue.content_hash != facts.content_hash or not issue.html_template:
+                    keep_composed(issue, facts)
                 return _record(issue), 0
             issue = _new_issue(session, facts)
             session.execute(_snapshot(issue.id))
@@ -119,6 +120,9 @@ class SqlIssues:
     def ledger(self, issue_id: int) -> SqlLedger:
         return SqlLedger(self.store, issue_id)
 
+    def stored(self, slug: str) -> StoredIssue | None:
+        return stored_issue(self.store, slug)
+
 
 def _new_issue(session: Session, facts: IssueFacts) -> Issue:
     clash = session.scalars(select(Issue).where(Issue.number == facts.number)).one_or_none()
@@ -127,15 +131,8 @@ def _new_issue(session: Session, facts: IssueFacts) -> Issue:
             f"issue number {facts.number} is already used by issue {clash.slug}; "
             f"give {facts.slug} another number"
         )
-    issue = Issue(
-        slug=facts.slug,
-        number=facts.number,
-        subject=facts.subject,
-        date=facts.date,
-        content_hash=facts.content_hash,
-        web_html=facts.web_html,
-        state=IssueState.SENDING,
-    )
+    issue = Issue(slug=facts.slug, number=facts.number, date=facts.date, state=IssueState.SENDING)
+    keep_composed(issue, facts)
     session.add(issue)
     session.flush()
     return issue
@@ -196,6 +193,7 @@ class SqlLedger:
         self._sql = ""
         self._mark = "?"
         self._to_db: Callable[[datetime], object] = lambda value: value
+        self._fence: tuple[str, ...] = ()  # extra WHERE values of each update (a claim)
 
     def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]:
         with self.store.session() as session:
@@ -261,6 +259,7 @@ class SqlLedger:
         # Values in the driver's own form, converted once per group: the executemany below
         # bypasses SQLAlchemy's per-row type processing (most of this loop's cost).
         now = self._to_db(utcnow())
+        fence = self._fence
         rows = [
             (
                 r.status.value,
@@ -270,6 +269,7 @@ class SqlLedger:
                 now if r.status is DeliveryStatus.SENT else None,
                 now,
                 r.delivery_id,
+                *fence,
             )
             for r in results
         ]
@@ -297,10 +297,15 @@ class SqlLedger:
             else:
                 dbapi.commit()
         except BaseException:
-            if conn.in_transaction():
-                conn.rollback()
-            else:
-                dbapi.rollback()
+            try:
+                if conn.in_transaction():
+                    conn.rollback()
+                else:
+                    dbapi.rollback()
+            except Exception:
+                # The connection is gone (server restart, terminated): never hand it back
+                # to the pool, whose reset would fail again and log a traceback.
+                conn.invalidate()
             raise
         return active
 
@@ -320,16 +325,23 @@ class SqlLedger:
         self._sql = (
             f"UPDATE deliveries SET status = {mark}, attempts = attempts + {mark}, "
             f"last_reply = {mark}, message_id = {mark}, sent_at = {mark}, updated_at = {mark} "
-            f"WHERE id = {mark}"
+            f"WHERE id = {mark}{self._fenced(mark)}"
         )
         processor = _deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._to_db = processor or (lambda value: value)
         self._conn = conn
 
+    def _fenced(self, mark: str) -> str:
+        """More of the update's WHERE clause (one mark per :attr:`_fence` value)."""
+        return ""
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def held_elsewhere(self) -> float | None:
+        return None  # one run at a time (the send lock): nobody else holds rows
 
     def counts(self) -> dict[DeliveryStatus, int]:
         with self.store.session() as session:
