@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-CONTRACTS = 14
+CONTRACTS = 15
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
