@@ -117,43 +117,54 @@ class _Text:
 
 
 def layout_pairs(source: str) -> list[Pair]:
-    """Every (text colour, background) the layout sets, with its line."""
+    """Every (text colour, background) the layout sets, at the line that sets the colour (the
+    element's own attribute, or the ``mj-attributes`` default it inherits)."""
     source = re.sub(r"\{#.*?#\}", lambda m: re.sub(r"[^\n]", " ", m.group(0)), source, flags=re.S)
-    defaults: dict[str, dict[str, str]] = {}
+    defaults: dict[str, dict[str, tuple[str, int]]] = {}  # tag -> attribute -> (value, line)
     pairs: list[Pair] = []
     texts: list[_Text] = []
     stack: list[str] = []  # backgrounds of the open blocks
     in_attributes = False
     for tag in _TAG.finditer(source):
         closing, name, attrs_text, empty = tag.groups()
+        line = source.count("\n", 0, tag.start()) + 1
         if name == "mj-attributes":
             in_attributes = not closing
             continue
-        attrs = dict(_ATTR.findall(attrs_text))
+        own = {
+            **defaults.get("mj-all", {}),
+            **defaults.get(name, {}),
+            **{k: (v, line) for k, v in _ATTR.findall(attrs_text)},
+        }
         if in_attributes:
-            defaults.setdefault(name, {}).update(attrs)
-            continue
-        if name in _BLOCKS:
-            if closing:
-                if stack:
-                    stack.pop()
-                continue
-            own = {**defaults.get("mj-all", {}), **defaults.get(name, {}), **attrs}
-            stack.append(own.get("background-color") or (stack[-1] if stack else _PAGE))
+            defaults[name] = own
+        elif name in _BLOCKS and closing:
+            if stack:
+                stack.pop()
+        elif name in _BLOCKS:
+            colour = own.get("background-color")
+            stack.append(colour[0] if colour else (stack[-1] if stack else _PAGE))
             if empty:
                 stack.pop()
         elif name in ("mj-text", "mj-button") and not closing:
-            own = {**defaults.get("mj-all", {}), **defaults.get(name, {}), **attrs}
-            background = stack[-1] if stack else _PAGE
-            if name == "mj-button":
-                background = own.get("background-color", "#414141")  # MJML's default
-            colour = own.get("color", _MJML_TEXT_COLOUR if name == "mj-text" else "#ffffff")
-            line = source.count("\n", 0, tag.start()) + 1
-            pairs.append(Pair(line, name, colour, background, _large(own)))
-            classes = frozenset(own.get("css-class", "").split())
-            texts.append(_Text(classes, colour, background))
+            pair = _element_pair(name, own, stack[-1] if stack else _PAGE, line)
+            pairs.append(pair)
+            classes = frozenset(own.get("css-class", ("", 0))[0].split())
+            texts.append(_Text(classes, pair.text, pair.background))
     pairs += _style_pairs(source, texts)
     return pairs
+
+
+def _element_pair(name: str, own: dict[str, tuple[str, int]], around: str, line: int) -> Pair:
+    """An mj-text's colour on its block's background; an mj-button's on its own."""
+    if name == "mj-button":
+        background = own.get("background-color", ("#414141", line))[0]  # MJML's defaults
+        colour, where = own.get("color", ("#ffffff", line))
+    else:
+        background = around
+        colour, where = own.get("color", (_MJML_TEXT_COLOUR, line))
+    values = {k: v for k, (v, _) in own.items()}
+    return Pair(where, name, colour, background, _large(values))
 
 
 def _large(style: dict[str, str]) -> bool:

@@ -80,9 +80,18 @@ def _check_article(article: Article) -> Iterator[Finding]:
         yield warning(path, lines.get("title", 1), "the article has no text")
 
 
+# markdown-it makes no link of these schemes (CommonMark's validateLink): the brackets and
+# the URL show as text, which the editor did not mean either.
+_REFUSED_LINK = re.compile(r"\]\(\s*<?((?:javascript|vbscript|data|file):[^)\s>]*)", re.I)
+
+
 def _check_piece(path: Path, piece: Piece) -> Iterator[Finding]:
     if piece.kind in ("text", "code"):
         yield from placeholders(path, piece.line, piece.text)
+        for refused in _REFUSED_LINK.finditer(piece.text if piece.kind == "text" else ""):
+            problem = url_problem(refused.group(1))
+            if problem:
+                yield error(path, piece.line, f"{problem} (the email shows it as text)")
     elif piece.kind == "image":
         if not piece.text.strip():
             yield error(path, piece.line, "image has no alt text: write ![what it shows](url)")
