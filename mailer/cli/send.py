@@ -93,7 +93,7 @@ def send(
                 err.print(f"{prefix}: {finding}", markup=False)
             gate = _checks_refusal(issue_dir, config)
             if gate is not None:
-                err.print(f"refused at send: {gate}", markup=False)
+                typer.echo(f"refused at send: {gate}", err=True)  # one line, never wrapped
             return
         via = service.transport.describe()  # first: a transport config error is the one line
         warnings, refusal = readiness.check(config)  # the bulk-sender rules, before anything
