@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import Result
 
 from tests.check.conftest import ISSUE, edit
+from tests.conftest import REPO
 
 Check = Callable[..., Result]
 STUDY = f"{ISSUE}/study-tour-usa.md"
@@ -278,3 +280,14 @@ def test_github_escaping_of_properties_and_data() -> None:
     assert escape_property("a:b,c%d\r\ne") == "a%3Ab%2Cc%25d%0D%0Ae"
     assert escape_data("a:b,c%d\r\ne") == "a:b,c%25d%0D%0Ae"
     assert unescape(escape_property("100%3A, x")) == "100%3A, x"
+
+
+def test_the_example_workflow_runs_mailer_check_with_annotations() -> None:
+    workflow = yaml.safe_load((REPO / "examples/github/check.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["check"]["steps"]
+    script = next(step["run"] for step in steps if step.get("name") == "mailer check")
+    assert 'mailer check "$issue" --format github' in script
+    assert workflow[True]["pull_request"]["paths"] == ["issues/**", "layouts/**", "mailer.toml"]
+    text = (REPO / "examples/github/check.yml").read_text(encoding="utf-8")
+    body = "".join(line for line in text.splitlines(True) if not line.startswith("#"))
+    assert f"```yaml\n{body}```" in (REPO / "README.md").read_text(encoding="utf-8")  # in step
