@@ -165,6 +165,24 @@ VIOLATIONS = [
         "mailer.send.transport -> aiosmtpd",
     ),
     (
+        "send/message.py",
+        "from mailer.check import run",
+        "Layers:",
+        "mailer.send.message -> mailer.check.run",
+    ),
+    (
+        "check/run.py",
+        "from mailer.cli import app",
+        "Layers:",
+        "mailer.check.run -> mailer.cli.app",
+    ),
+    (
+        "check/source.py",
+        "import http.client",
+        "http (client and server) only in mailer.check.links and mailer.preview",
+        "mailer.check.source -> http",
+    ),
+    (
         "config.py",
         "import publicsuffixlist",
         "publicsuffixlist only in mailer.send.readiness",

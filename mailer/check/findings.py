@@ -60,8 +60,8 @@ _LOCATED = re.compile(r"^(?P<file>[^\n]*?\.(?:md|toml|j2|mjml|html|txt))(?::(?P<
 def from_error(text: str, default_file: Path | str) -> Finding:
     """An error the build refused with, as a finding at the file and line it names."""
     found = _LOCATED.match(text)
-    if found is None:
-        return error(default_file, None, text)
+    if found is None:  # e.g. "issues/x: no such issue folder"
+        return error(default_file, None, text.removeprefix(f"{default_file}: "))
     line = int(found.group("line")) if found.group("line") else None
     return error(found.group("file"), line, text[found.end() :])
 

@@ -162,6 +162,10 @@ def check_manifest(issue: Issue) -> Iterator[Finding]:
             f"the preheader is {len(meta.preheader)} characters: inboxes show about "
             f"{PREHEADER_MAX}",
         )
+    prefix = re.match(r"^(\d+)-", meta.slug)
+    if prefix and int(prefix.group(1)) != meta.number:
+        where = _key_line(raw, "number")
+        yield warning(path, where, f"number = {meta.number} but the folder is {meta.slug}")
     for key in ("subject", "preheader"):
         yield from placeholders(path, _key_line(raw, key) or 1, getattr(meta, key))
     for section in issue.sections:

@@ -3,6 +3,7 @@ its exact file, line and level, errors first, the exit code, and the GitHub form
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,6 +114,10 @@ BROKEN: dict[str, tuple[Callable[[Path], None], list[tuple[str, str, str]]]] = {
     "an empty preheader": (
         lambda d: edit(d / MANIFEST, 'preheader = "Study', 'preheader = ""  # "Study'),
         [(f"{MANIFEST}:9", "error", "preheader must not be empty")],
+    ),
+    "a number that does not match the folder": (
+        lambda d: edit(d / MANIFEST, "number = 25", "number = 26"),
+        [(f"{MANIFEST}:6", "warning", "number = 26 but the folder is 025-may-2022")],
     ),
     "a long subject": (
         lambda d: edit(d / MANIFEST, "May 2022", "May 2022, " + "and more news " * 4),
@@ -291,3 +296,10 @@ def test_the_example_workflow_runs_mailer_check_with_annotations() -> None:
     text = (REPO / "examples/github/check.yml").read_text(encoding="utf-8")
     body = "".join(line for line in text.splitlines(True) if not line.startswith("#"))
     assert f"```yaml\n{body}```" in (REPO / "README.md").read_text(encoding="utf-8")  # in step
+
+
+def test_a_missing_folder_is_one_finding(check: Check, workdir: Path) -> None:
+    shutil.rmtree(workdir / ISSUE)
+    result = check()
+    assert result.exit_code == 1
+    assert findings(result) == [f"{ISSUE}: error: no such issue folder"]
