@@ -70,8 +70,10 @@ def parse(
         if token.type != "inline" or not token.children:
             continue
         line = first_line + (token.map[0] if token.map else 0)
-        where = f"{path}:{line}" if path else f"line {line}"
         for child in token.children:
+            if child.type in ("softbreak", "hardbreak"):  # the paragraph's next line
+                line += 1
+            where = f"{path}:{line}" if path else f"line {line}"
             made = [child.content, *(str(v) for v in child.attrs.values())]
             if any(SLOT_MARKER.search(text) for text in made):  # e.g. from %%MAILER\_NAME%%
                 raise IssueError(

@@ -239,6 +239,9 @@ def inline_css(html: str, layout: Path | None = None) -> str:
         keep_style_tags=False,  # inlined rules leave <head>; media queries stay in a <style>
         strip_important=False,  # the responsive rules need their !important
         remove_classes=False,  # media queries select by class
+        # CSS height:auto (images stay in proportion when max-width narrows them) must not
+        # overwrite an <img>'s height="..." attribute, which clients reserve space with.
+        disable_basic_attributes=["height"],
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
         cache_css_parsing=False,
