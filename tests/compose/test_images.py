@@ -315,6 +315,12 @@ def test_a_failed_build_writes_no_media(issue: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text: str = answer.read().decode()
+        return text
+
+
 def test_preview_serves_the_images_itself(
     issue: Path, https: Newsletter, rng: random.Random
 ) -> None:
@@ -325,10 +331,10 @@ def test_preview_serves_the_images_itself(
     thread.start()
     try:
         preview.refresh()
-        page = urllib.request.urlopen(server.url, timeout=10).read().decode()
+        page = _get(server.url)
         (src,) = lxml_html.fromstring(page).xpath("//img[@alt='Delegates in Washington']/@src")
         assert src.startswith("/media/") and BASE not in src
-        web = urllib.request.urlopen(server.url + "web", timeout=10).read().decode()
+        web = _get(server.url + "web")
         assert f'src="{src}"' in web
         with urllib.request.urlopen(server.url.rstrip("/") + src, timeout=10) as answer:
             assert answer.headers["Content-Type"] == "image/jpeg"
@@ -337,6 +343,7 @@ def test_preview_serves_the_images_itself(
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(server.url + "media/" + "0" * 32 + ".jpg", timeout=10)
         assert missing.value.code == 404
+        missing.value.close()
     finally:
         server.shutdown()
         server.server_close()
