@@ -97,6 +97,8 @@ def _publish(image: Token, use: ImageUse) -> None:
     image.attrs["src"] = use.url
     image.attrs["width"] = str(use.display_width)
     image.attrs["height"] = str(use.display_height)
+    # The layout's rule makes images as wide as the column; this keeps a small one its size.
+    image.attrs["style"] = f"max-width:{use.display_width}px"
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,8 @@ def test_the_emails_img_has_alt_width_height_and_the_absolute_https_url(
         assert img.get("width") == str(COLUMN_WIDTH)
         assert img.get("height") == str(round(image.height * COLUMN_WIDTH / image.width))
         style = img.get("style").replace(" ", "")
-        assert "max-width:100%" in style and "height:auto" in style
+        assert "width:100%" in style and "height:auto" in style  # fits a phone, in proportion
+        assert f"max-width:{COLUMN_WIDTH}px" in style  # never wider than itself
     # Never attached: the email is HTML and text only, the photo is a link.
     assert image.data[:64].hex() not in built.html
 
@@ -162,6 +163,9 @@ def test_the_same_file_twice_is_published_once_and_small_ones_keep_their_size(
     use = composed.images[0]
     assert (use.image.width, use.image.height) == (300, 200)
     assert (use.display_width, use.display_height) == (300, 200)  # never enlarged
+    (img, _) = lxml_html.fromstring(composed.web_html).xpath("//img[contains(@src, '/media/')]")
+    assert (img.get("width"), img.get("height")) == ("300", "200")
+    assert "max-width:300px" in img.get("style").replace(" ", "")
 
 
 def test_images_change_the_content_hash(issue: Path, https: Newsletter) -> None:
