@@ -122,7 +122,11 @@ class Preview:
                 return 200, "text/html; charset=utf-8", self._live(self.web)
             if path == "/index.txt":
                 return 200, "text/plain; charset=utf-8", self.text
-        return 404, "text/plain; charset=utf-8", "not found: try /, /index.txt or /web\n"
+        return (
+            404,
+            "text/plain; charset=utf-8",
+            "not found: try /, /index.txt, /web or /media/NAME\n",
+        )
 
     def _live(self, page: str) -> str:
         script = _RELOAD.format(version=self.version)

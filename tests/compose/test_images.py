@@ -379,3 +379,20 @@ def test_the_scaffold_offers_toc_and_an_image(tmp_path: Path, rng: random.Random
 
 def test_the_composed_issue_lists_no_images_when_there_are_none(sample: ComposedIssue) -> None:
     assert sample.media == () and sample.images == ()
+
+
+def test_a_palette_gif_becomes_a_png_and_a_grey_photo_stays_grey(
+    issue: Path, https: Newsletter
+) -> None:
+    chart = Image.new("P", (400, 300), 0)
+    chart.putpalette([255, 255, 255, 200, 30, 30] + [0, 0, 0] * 254)
+    chart.paste(1, (50, 50, 350, 250))
+    chart.save(issue / "chart.gif")
+    Image.linear_gradient("L").resize((2000, 1000)).save(issue / "grey.jpg", quality=90)
+    append_body(first_article(issue), "![A bar chart](chart.gif)\n\n![A grey sky](grey.jpg)")
+    chart_use, grey_use = compose_issue(issue, https).images
+    published = published_image(chart_use.image.data)
+    assert (published.format, published.size) == ("PNG", (400, 300))
+    assert _near(published.getpixel((200, 150)), (200, 30, 30), slack=0)
+    grey = published_image(grey_use.image.data)
+    assert (grey.format, grey.mode, grey.size) == ("JPEG", "L", (MAX_WIDTH, MAX_WIDTH // 2))
