@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-CONTRACTS = 15
+CONTRACTS = 16
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -131,6 +131,12 @@ VIOLATIONS = [
         "import markdown_it",
         "mjml, premailer and markdown-it only in mailer.compose",
         "mailer.web.pages -> markdown_it",
+    ),
+    (
+        "compose/markdown.py",
+        "import PIL",
+        "Pillow only in mailer.compose.images",
+        "mailer.compose.markdown -> PIL",
     ),
     (
         "send/message.py",

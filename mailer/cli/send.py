@@ -34,6 +34,7 @@ from mailer.send.run import SendOptions
 from mailer.send.service import Plan, SendService, Summary
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
+from mailer.store.media import SqlMedia
 from mailer.store.report import issue_report, write_report_csv
 from mailer.store.send_lock import Lease, send_lock
 
@@ -76,7 +77,9 @@ def send(
         err.print(f"warning: {warning}", markup=False)
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
-        service = SendService(SqlIssues(store), SqlSubscriberLookup(store), config)
+        service = SendService(
+            SqlIssues(store), SqlSubscriberLookup(store), config, media=SqlMedia(store)
+        )
         if to:
             if dry_run or retry or force:  # --dry-run must never send, even a test copy
                 raise SendError(

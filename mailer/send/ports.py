@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -64,6 +64,16 @@ class IssueFacts:
     date: str
     content_hash: str
     web_html: str
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A published image of the issue, served at BASE_URL/media/NAME; ``name`` is a hash of
+    ``data`` (mailer.compose.images), so one name always holds the same bytes."""
+
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,15 @@ class IssueStore(Protocol):
         ...
 
     def ledger(self, issue_id: int) -> Ledger: ...
+
+
+class MediaStore(Protocol):
+    """Where the issues' published images are kept for every `mailer serve` host."""
+
+    def keep(self, issue_slug: str, files: Sequence[MediaFile]) -> None:
+        """Keep every file; one already stored (any process may race) stays as it is. Committed
+        before returning."""
+        ...
 
 
 class Lease(Protocol):

@@ -24,6 +24,8 @@ from mailer.send.ports import (
     IssueStore,
     Lease,
     LedgerRow,
+    MediaFile,
+    MediaStore,
     Recipient,
     SubscriberLookup,
     check_content,
@@ -72,6 +74,11 @@ class SentTestCopy:
     persona: Recipient | None  # the subscriber it was personalised as; None: a made-up one
 
 
+def media_of(issue: ComposedIssue) -> list[MediaFile]:
+    """The issue's published images, as the media store keeps them."""
+    return [MediaFile(m.name, m.content_type, m.data) for m in issue.media]
+
+
 def facts_of(issue: ComposedIssue) -> IssueFacts:
     meta = issue.meta
     return IssueFacts(
@@ -88,7 +95,8 @@ class SendService:
     """`mailer send` over the store's ``issues`` and ``subscribers`` adapters.
 
     ``transport`` defaults to the one ``config`` describes, made the first time it is needed
-    (a dry run never makes one).
+    (a dry run never makes one). ``media`` keeps the issue's published images before any copy
+    that shows them goes out (needed only for an issue with images from its folder).
     """
 
     def __init__(
@@ -97,11 +105,13 @@ class SendService:
         subscribers: SubscriberLookup,
         config: Config,
         transport: Transport | None = None,
+        media: MediaStore | None = None,
     ) -> None:
         self._issues = issues
         self._subscribers = subscribers
         self._config = config
         self._transport = transport
+        self._media = media
 
     @property
     def transport(self) -> Transport:
@@ -138,6 +148,8 @@ class SendService:
         """Record the issue (snapshotting its recipients the first time) and deliver it;
         the run stops when ``lease`` (the issue's send lock) says it is lost."""
         record, snapshotted = self._issues.start(facts_of(issue), force=options.force)
+        # Every run (a resume too): the first reader may open the email at once.
+        self._store_media(issue)
         ledger = self._issues.ledger(record.id)
         before = ledger.counts()
         factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
@@ -190,6 +202,7 @@ class SendService:
         transport = self.transport
         factory = MessageFactory(issue, self._config, test=True, signer=dkim_signer(self._config))
         message = factory.build(persona, to=to)
+        self._store_media(issue)  # so the test copy shows its images (names are unguessable)
         connection = transport.connect()
         try:
             reply = connection.send(factory.envelope_from, factory.envelope_to(to), message)
@@ -198,6 +211,16 @@ class SendService:
         if reply.outcome != "sent":
             raise SendError(f"the server did not accept the test copy for {to}: {reply}")
         return SentTestCopy(reply, chosen)
+
+    def _store_media(self, issue: ComposedIssue) -> None:
+        if not issue.media:
+            return
+        if self._media is None:
+            raise SendError(
+                f"issue {issue.meta.slug} has images from its folder, but this send has no "
+                "media store to publish them in"
+            )
+        self._media.keep(issue.meta.slug, media_of(issue))
 
 
 def persona_for_test_send(

@@ -15,6 +15,7 @@ __all__ = [
     "csv_import",
     "db",
     "ledger",
+    "media",
     "models",
     "preferences",
     "report",
