@@ -15,6 +15,7 @@ from mailer.check import links as link_answers
 from mailer.check import spam
 from mailer.check.contrast import check_contrast
 from mailer.check.findings import Finding, Level, Report, error, from_error, warning
+from mailer.check.images import check_images
 from mailer.check.sending import check_sending
 from mailer.check.size import check_size
 from mailer.check.source import (
@@ -56,6 +57,7 @@ def check_issue(issue_dir: Path, config: Config, options: CheckOptions = SEND_GA
         found += check_manifest(issue)
         found += check_titles(issue)
         found += check_size(built, manifest)
+        found += check_images(built.composed, manifest)
     found += check_contrast(config.layouts_dir / LAYOUT)
     found += check_sending(config, options.config_file or config.root / "mailer.toml")
     if options.spamassassin and built is not None:

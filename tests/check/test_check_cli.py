@@ -97,11 +97,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], list[tuple[str, str, str]]]] = {
     ),
     "an article listed twice": (
         lambda d: edit(d / MANIFEST, '"monitoring-groups-all-regions",', '"study-tour-usa",'),
-        [(f"{MANIFEST}:19", "error", "'study-tour-usa' is listed twice")],
+        [(f"{MANIFEST}:21", "error", "'study-tour-usa' is listed twice")],
     ),
     "a listed article missing": (
         lambda d: (d / STUDY).unlink(),
-        [(f"{MANIFEST}:18", "error", "'study-tour-usa' is listed but")],
+        [(f"{MANIFEST}:20", "error", "'study-tour-usa' is listed but")],
     ),
     "the unsubscribe slot missing from the layout": (
         lambda d: edit(d / LAYOUT, "{{ slot('unsubscribe_url') }}", "https://example.org/u"),
@@ -157,11 +157,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], list[tuple[str, str, str]]]] = {
     ),
     "low contrast text in the layout": (
         lambda d: edit(d / LAYOUT, 'line-height="1.6" color="#1f2933"', 'color="#999999"'),
-        [(f"{LAYOUT}:30", "warning", "text #999999 on #ffffff has contrast 2.85:1")],
+        [(f"{LAYOUT}:32", "warning", "text #999999 on #ffffff has contrast 2.85:1")],
     ),
     "low contrast in a style rule": (
         lambda d: edit(d / LAYOUT, ".flow a { color:#0b5fa5; }", ".flow a { color:#8cc4ff; }"),
-        [(f"{LAYOUT}:40", "warning", "the rule '.flow a': text #8cc4ff on #ffffff")],
+        [(f"{LAYOUT}:42", "warning", "the rule '.flow a': text #8cc4ff on #ffffff")],
     ),
 }
 
