@@ -303,3 +303,19 @@ def test_a_missing_folder_is_one_finding(check: Check, workdir: Path) -> None:
     result = check()
     assert result.exit_code == 1
     assert findings(result) == [f"{ISSUE}: error: no such issue folder"]
+
+
+def test_the_manifest_is_checked_when_the_layout_breaks_the_build(
+    check: Check, workdir: Path
+) -> None:
+    edit(workdir / LAYOUT, "{{ slot('web_url') }}", "https://example.org/web")
+    edit(workdir / MANIFEST, "in press freedom", "in press freedom and more")
+    result = check()
+    assert result.exit_code == 1
+    assert findings(result) == [
+        f"{LAYOUT}: error: the email must contain {{{{ slot('web_url') }}}}",
+        f"{MANIFEST}:9: warning: the preheader is 119 characters: inboxes show about 110",
+    ]
+    assert "note: the issue does not build: size, images and SpamAssassin not checked\n" in (
+        result.stdout
+    )
