@@ -48,8 +48,8 @@ def read_snippets(issue_dir: Path) -> tuple[list[Article], list[Finding]]:
     except OSError:
         return [], []  # the build names the folder
     for path in paths:
-        if path.name.startswith("."):
-            continue
+        if path.name.startswith(".") or not _inside(path, issue_dir):
+            continue  # hidden, or a symlink out of the folder: the build refuses that one
         try:
             text = path.read_bytes().decode("utf-8-sig")
             articles.append(parse_snippet(path, text.replace("\r\n", "\n").replace("\r", "\n")))
@@ -58,6 +58,13 @@ def read_snippets(issue_dir: Path) -> tuple[list[Article], list[Finding]]:
         except (OSError, UnicodeDecodeError):
             continue  # the build says it in its own words
     return articles, found
+
+
+def _inside(path: Path, issue_dir: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(issue_dir.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return False
 
 
 def check_articles(articles: Iterable[Article]) -> Iterator[Finding]:

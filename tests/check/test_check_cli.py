@@ -319,3 +319,15 @@ def test_the_manifest_is_checked_when_the_layout_breaks_the_build(
     assert "note: the issue does not build: size, images and SpamAssassin not checked\n" in (
         result.stdout
     )
+
+
+def test_a_snippet_linked_from_outside_is_refused_and_not_read(check: Check, workdir: Path) -> None:
+    outside = workdir / "elsewhere.md"
+    outside.write_text("---\ntitle: Secret\n---\nTODO private notes\n", encoding="utf-8")
+    (workdir / STUDY).unlink()
+    (workdir / STUDY).symlink_to(outside)
+    result = check()
+    assert result.exit_code == 1
+    (line,) = findings(result)
+    assert line.startswith(f"{STUDY}: error: a symlink to "), line
+    assert "outside the issue folder" in line and "TODO" not in result.stdout
