@@ -26,7 +26,7 @@ from mailer.check.source import (
     web_links,
 )
 from mailer.compose.build import Built, build
-from mailer.compose.issue import MANIFEST, load_issue
+from mailer.compose.issue import MANIFEST, Issue, load_issue
 from mailer.compose.layout import LAYOUT
 from mailer.compose.model import Newsletter
 from mailer.config import Config
@@ -51,6 +51,7 @@ def check_issue(issue_dir: Path, config: Config, options: CheckOptions = SEND_GA
     articles, found = read_snippets(issue_dir)
     found += check_articles(articles)
     notes: list[str] = []
+    issue: Issue | None = None
     try:
         issue = load_issue(issue_dir)
         found += check_manifest(issue)
@@ -68,7 +69,7 @@ def check_issue(issue_dir: Path, config: Config, options: CheckOptions = SEND_GA
         found += scored
         notes.append(note)
     if options.links:
-        found += _link_findings(list(web_links(articles)))
+        found += _link_findings(list(web_links(articles, issue)))
     return Report.of(found, notes)
 
 

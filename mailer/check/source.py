@@ -219,8 +219,17 @@ def _text(path: Path) -> str:
         return ""
 
 
-def web_links(articles: Iterable[Article]) -> Iterator[tuple[str, Path, int]]:
-    """(url, file, line) of every well-formed http(s) link and image of the articles."""
+def web_links(
+    articles: Iterable[Article], issue: Issue | None = None
+) -> Iterator[tuple[str, Path, int]]:
+    """(url, file, line) of every well-formed http(s) link and image of the articles (and of
+    the manifest's notice, given the loaded ``issue``)."""
+    if issue is not None and issue.notice:
+        path = issue.path / MANIFEST
+        start = _line_with(_text(path), issue.notice.split("\n", 1)[0])
+        for piece in scan(issue.notice, start):
+            if piece.kind in ("link", "image") and _is_web(piece.target):
+                yield piece.target, path, piece.line
     for article in articles:
         lines = _front_lines(article.path)
         targets = [
@@ -233,5 +242,9 @@ def web_links(articles: Iterable[Article]) -> Iterator[tuple[str, Path, int]]:
             ),
         ]
         for url, line in targets:
-            if url.lower().startswith(("http://", "https://")) and url_problem(url) is None:
+            if _is_web(url):
                 yield url, article.path, line
+
+
+def _is_web(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://")) and url_problem(url) is None

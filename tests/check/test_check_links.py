@@ -81,15 +81,18 @@ def test_links_answer_or_are_reported_at_their_lines(
     )
     edit(workdir / STUDY, "For example, meetings", f"{links} For example, meetings")  # line 10
     edit(workdir / OTHER, "\n---\n", f"\nlink: {base}/ok\n---\n")  # the same URL again: line 3
+    manifest = workdir / ISSUE / "issue.toml"
+    edit(manifest, "This publication is", f"This [publication]({base}/missing) is")  # line 12
     result = check("--links")
     assert result.exit_code == 1, result.output
     lines = result.stdout.rstrip("\n").split("\n")
     assert lines == [
+        f"{ISSUE}/issue.toml:12: error: {base}/missing: the server answers 404",
         f"{STUDY}:10: error: {base}/missing: the server answers 404",  # in the text's order
         f"{STUDY}:10: error: {base}/broken: the server answers 500",
         f"{STUDY}:10: warning: {base}/moved: redirects (301) to another host: "
         f"http://localhost:{server.server_address[1]}/ok",
-        f"{ISSUE}: 2 errors, 1 warning",
+        f"{ISSUE}: 3 errors, 1 warning",
     ]
     requests = server.requests
     assert requests[("HEAD", "/ok")] == 2  # once for /ok (both articles), once after /here-too
