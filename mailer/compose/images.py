@@ -200,23 +200,24 @@ def _prepare(im: Image.Image, max_width: int, as_png: bool) -> Image.Image:
         # both directions (either may end up the width once turned upright): 2-4x faster.
         im.draft(None, (max_width, max_width))
     upright = ImageOps.exif_transpose(im)
-    gray = upright.mode in ("L", "LA") and not icc
+    if icc and upright.mode in ("RGB", "RGBA", "CMYK"):  # before any conversion: CMYK too
+        upright = _to_srgb(upright, icc, "RGBA" if alpha else "RGB")
+    gray = upright.mode in ("L", "LA")
     target = ("LA" if alpha else "L") if gray else ("RGBA" if alpha else "RGB")
     if upright.mode != target:
         upright = upright.convert(target)
     if upright.width > max_width:
         height = max(1, round(upright.height * max_width / upright.width))
         upright = upright.resize((max_width, height), Image.Resampling.LANCZOS)
-    if icc and target in ("RGB", "RGBA"):
-        upright = _to_srgb(upright, icc)
     # Only the pixels go on: a new image has no info, EXIF, XMP or profile to carry along.
     return Image.frombytes(upright.mode, upright.size, upright.tobytes())
 
 
-def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+def _to_srgb(im: Image.Image, icc: bytes, mode: str) -> Image.Image:
+    """The pixels converted from their embedded profile to sRGB (``mode``: RGB or RGBA)."""
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        converted = ImageCms.profileToProfile(im, source, _SRGB, outputMode=im.mode)
+        converted = ImageCms.profileToProfile(im, source, _SRGB, outputMode=mode)
     except (ImageCms.PyCMSError, OSError, ValueError):
         return im  # a broken profile: the pixels are taken as sRGB, as clients would
     assert converted is not None  # not in place

@@ -136,6 +136,17 @@ def test_a_test_copy_stores_its_images_too(
         assert stored.issue_slug == issue.name and stored.content_type == "image/jpeg"
 
 
+def test_a_dry_run_stores_nothing(
+    send_env: Path, store: Store, tmp_path: Path, rng: random.Random
+) -> None:
+    issue = issue_with_photo(tmp_path, rng)
+    add_subscriber(store, "jane@example.org")
+    result = CliRunner().invoke(app, ["send", str(issue), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    with store.session() as session:
+        assert session.scalars(select(Media)).all() == []
+
+
 def test_the_archive_page_carries_every_contents_anchor(
     send_env: Path, store: Store, tmp_path: Path
 ) -> None:
