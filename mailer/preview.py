@@ -7,6 +7,8 @@ error in the page until the next change fixes it.
     /            the email as the sample subscriber gets it
     /index.txt   its plain-text twin
     /web         the web version (no subscriber data)
+    /media/NAME  the issue folder's images as published (the pages point here, not at
+                 BASE_URL/media/, which has them only once a send has stored them)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mailer.compose.build import build
+from mailer.compose.images import MEDIA_PREFIX, PublishedImage
 from mailer.compose.model import Newsletter
 from mailer.errors import MailerError
 
@@ -70,6 +73,7 @@ class Preview:
         self.lock = threading.Lock()
         self.version = 0
         self.html = self.text = self.web = ""
+        self.media: dict[str, PublishedImage] = {}
         self.error = ""
         self._seen: tuple[tuple[str, int, int], ...] | None = None
         self._watch: tuple[Path, ...] = (issue_dir, *self.extra)
@@ -91,16 +95,23 @@ class Preview:
                 self.error = str(exc)
             else:
                 self.error = ""
-                self.html, self.text, self.web = built.html, built.text, built.composed.web_html
+                # The pages load the images from this server (see the module doc).
+                local = _LocalMedia(f"{newsletter.base_url}/{MEDIA_PREFIX}")
+                self.html, self.web = local(built.html), local(built.composed.web_html)
+                self.text = built.text
+                self.media = {image.name: image for image in built.composed.media}
             self.version += 1
         if self.notify:
             self.notify(self)
         return True
 
-    def page(self, path: str) -> tuple[int, str, str]:
+    def page(self, path: str) -> tuple[int, str, str | bytes]:
         """(status, content type, body) for a request path."""
         self.refresh()
         with self.lock:
+            image = self.media.get(path.removeprefix(f"/{MEDIA_PREFIX}"))
+            if path.startswith(f"/{MEDIA_PREFIX}") and image is not None:
+                return 200, image.content_type, image.data
             if path == "/_version":
                 return 200, "text/plain; charset=utf-8", str(self.version)
             if self.error:
@@ -111,7 +122,11 @@ class Preview:
                 return 200, "text/html; charset=utf-8", self._live(self.web)
             if path == "/index.txt":
                 return 200, "text/plain; charset=utf-8", self.text
-        return 404, "text/plain; charset=utf-8", "not found: try /, /index.txt or /web\n"
+        return (
+            404,
+            "text/plain; charset=utf-8",
+            "not found: try /, /index.txt, /web or /media/NAME\n",
+        )
 
     def _live(self, page: str) -> str:
         script = _RELOAD.format(version=self.version)
@@ -128,6 +143,16 @@ class Preview:
             f"{html.escape(self.error)}</pre>"
             "<p>Fix the file; this page reloads when it builds again.</p></body></html>"
         )
+
+
+class _LocalMedia:
+    """Points ``src="BASE_URL/media/NAME"`` at ``/media/NAME`` of the preview server."""
+
+    def __init__(self, published_at: str) -> None:
+        self.attribute = f'src="{html.escape(published_at)}'
+
+    def __call__(self, page: str) -> str:
+        return page.replace(self.attribute, f'src="/{MEDIA_PREFIX}')
 
 
 class PreviewServer(ThreadingHTTPServer):
@@ -166,11 +191,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         status, kind, body = self.server.preview.page(self.path.split("?", 1)[0])
-        data = body.encode("utf-8")
+        data = body.encode("utf-8") if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(data)
 

@@ -20,6 +20,7 @@ import pytest
 
 PACKAGES = [
     "mailer.bounces",
+    "mailer.check",
     "mailer.cli",
     "mailer.compose",
     "mailer.send",

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 
 LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
-CONTRACTS = 14
+CONTRACTS = 16
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -133,6 +133,12 @@ VIOLATIONS = [
         "mailer.web.pages -> markdown_it",
     ),
     (
+        "compose/markdown.py",
+        "import PIL",
+        "Pillow only in mailer.compose.images",
+        "mailer.compose.markdown -> PIL",
+    ),
+    (
         "send/message.py",
         "import jinja2",
         "jinja2 only in mailer.compose and mailer.web",
@@ -163,6 +169,24 @@ VIOLATIONS = [
         "import aiosmtpd",
         "aiosmtpd only in mailer.send.sink",
         "mailer.send.transport -> aiosmtpd",
+    ),
+    (
+        "send/message.py",
+        "from mailer.check import run",
+        "Layers:",
+        "mailer.send.message -> mailer.check.run",
+    ),
+    (
+        "check/run.py",
+        "from mailer.cli import app",
+        "Layers:",
+        "mailer.check.run -> mailer.cli.app",
+    ),
+    (
+        "check/source.py",
+        "import http.client",
+        "http (client and server) only in mailer.check.links and mailer.preview",
+        "mailer.check.source -> http",
     ),
     (
         "config.py",

@@ -5,6 +5,7 @@ from __future__ import annotations
 # Imported for their side effect: each registers its commands on `app`.
 from mailer.cli import (  # noqa: F401
     bounces,
+    check,
     compose,
     db,
     send,

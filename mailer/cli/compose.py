@@ -20,13 +20,15 @@ BUILD_HELP = (
     "Compose an issue into index.html and index.txt and report its size.\n\n"
     "The files are personalised as a sample subscriber would get them. The report lists the "
     "sections, the article count, the HTML size against Gmail's 102 KB clipping limit "
-    "(a warning above 90 KB), the text size and any warnings. On an error nothing is written."
+    "(a warning above 90 KB), the text size, the images published from the issue folder "
+    "(written to media/ beside index.html) and any warnings. On an error nothing is written."
 )
 PREVIEW_HELP = (
     "Serve the issue on http://127.0.0.1:PORT and rebuild it when a file changes.\n\n"
     "Edits to the issue's snippets or manifest, the layouts or mailer.toml rebuild the "
     "preview and the open page reloads; a build error is shown in the page. Paths: / (the "
-    "email), /index.txt (plain text), /web (the web version). Stop with Ctrl-C."
+    "email), /index.txt (plain text), /web (the web version), /media/NAME (the issue's "
+    "images). Stop with Ctrl-C."
 )
 NEW_HELP = (
     "Scaffold the next numbered issue folder in issues_dir, with one example article.\n\n"

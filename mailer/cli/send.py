@@ -20,11 +20,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mailer.check import SEND_GATE, check_issue
 from mailer.cli.app import app, get_config
 from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
-from mailer.config import MAX_CONNECTIONS, parse_rate
+from mailer.config import MAX_CONNECTIONS, Config, parse_rate
 from mailer.errors import LeaseLost, SendError
 from mailer.files import atomic_output
 from mailer.send import readiness
@@ -36,6 +37,7 @@ from mailer.send.service import Plan, SendService, Summary
 from mailer.store.claims import SqlClaims, cooperating
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
+from mailer.store.media import SqlMedia
 from mailer.store.report import issue_report, write_report_csv
 from mailer.store.send_lock import send_lock
 
@@ -51,6 +53,9 @@ def send(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     force: bool = typer.Option(
         False, "--force", help="Send although the issue changed since its send started."
+    ),
+    skip_checks: bool = typer.Option(
+        False, "--skip-checks", help="Send although `mailer check` finds errors in the issue."
     ),
     retry: bool = typer.Option(False, "--retry", help="Also retry rows left deferred (4xx)."),
     dry_run: bool = typer.Option(
@@ -77,7 +82,9 @@ def send(
         err.print(f"warning: {warning}", markup=False)
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
-        service = SendService(SqlIssues(store), SqlSubscriberLookup(store), config)
+        service = SendService(
+            SqlIssues(store), SqlSubscriberLookup(store), config, media=SqlMedia(store)
+        )
         if to:
             if dry_run or retry or force:  # --dry-run must never send, even a test copy
                 raise SendError(
@@ -92,6 +99,9 @@ def send(
             for finding in readiness.findings(config):
                 prefix = "refused at send" if finding.level is Level.ERROR else "warning"
                 err.print(f"{prefix}: {finding}", markup=False)
+            gate = _checks_refusal(issue_dir, config)
+            if gate is not None:
+                typer.echo(f"refused at send: {gate}", err=True)  # one line, never wrapped
             return
         via = service.transport.describe()  # first: a transport config error is the one line
         warnings, refusal = readiness.check(config)  # the bulk-sender rules, before anything
@@ -99,6 +109,9 @@ def send(
             err.print(f"warning: {finding}", markup=False)
         if refusal is not None:
             raise refusal
+        gate = None if skip_checks else _checks_refusal(issue_dir, config)
+        if gate is not None:
+            raise SendError(f"not sent: {gate}")
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),
@@ -108,6 +121,19 @@ def send(
         summary = _send_to_everyone(store, service, issue, options, via, yes)
     if summary is not None:
         _print_summary(summary, issue_dir)
+
+
+def _checks_refusal(issue_dir: Path, config: Config) -> str | None:
+    """Why the pre-send checks refuse the send (their errors), or None; warnings never do."""
+    report = check_issue(issue_dir, config, SEND_GATE)
+    if not report.errors:
+        return None
+    count = len(report.errors)
+    return (
+        f"`mailer check {issue_dir}` finds {count} error{'s' if count > 1 else ''} "
+        f"({report.errors[0]}{'; ...' if count > 1 else ''}): run it for details, fix them, "
+        "or pass --skip-checks to send anyway"
+    )
 
 
 def _test_copy(service: SendService, issue: ComposedIssue, to: str, as_: str | None) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from mailer.compose.images import is_local
 from mailer.errors import IssueError
 from mailer.settings import show
 
@@ -38,6 +39,7 @@ class Article:
     image: str = ""
     alt: str = ""
     author: str = ""
+    image_line: int = 0  # the line of ``image:`` (its errors name it)
 
 
 class FrontMatterLoader(yaml.SafeLoader):
@@ -121,6 +123,7 @@ def parse_snippet(path: Path, text: str) -> Article:
         image=values.get("image", ""),
         alt=values.get("alt", ""),
         author=values.get("author", ""),
+        image_line=line_of("image") if values.get("image") else 0,
     )
 
 
@@ -151,10 +154,12 @@ def _check_values(path: Path, values: dict[str, str], line_of: Callable[[object]
     if not values.get("title"):
         raise IssueError(f"{path}:1: front matter needs a title")
     for key in ("link", "image"):
-        if values.get(key) and not _URL.match(values[key]):
+        value = values.get(key)
+        if value and not _URL.match(value) and not (key == "image" and is_local(value)):
+            also = " or a file in the issue folder" if key == "image" else ""
             raise IssueError(
-                f"{path}:{line_of(key)}: {key} must be an absolute http(s) URL, "
-                f"got {show(values[key])}"
+                f"{path}:{line_of(key)}: {key} must be an absolute http(s) URL{also}, "
+                f"got {show(value)}"
             )
     if values.get("image") and not values.get("alt"):
         raise IssueError(

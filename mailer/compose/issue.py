@@ -32,7 +32,7 @@ SLUG_MAX = 64
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 _MANIFEST_KEYS = {"number": int, "date": dt.date, "subject": str, "preheader": str}
-_OPTIONAL_MANIFEST_KEYS = {"notice": str}
+_OPTIONAL_MANIFEST_KEYS = {"notice": str, "toc": bool}
 _SECTION_KEYS = ("title", "articles")
 
 
@@ -52,6 +52,7 @@ class Issue:
     sections: tuple[Section, ...]
     sources: tuple[tuple[str, bytes], ...]  # (file name, raw bytes): what content_hash covers
     warnings: tuple[str, ...] = ()
+    toc: bool = False  # `toc = true`: an "In this issue" list under the masthead
 
     @property
     def articles(self) -> tuple[Article, ...]:
@@ -93,6 +94,7 @@ def load_issue(issue_dir: Path) -> Issue:
         raise IssueError(f"{manifest_path}: invalid TOML: {exc}") from None
     where = _Locator(manifest_path, text)
     meta, notice, plan = _read_manifest(data, where, slug)
+    toc = data.get("toc", False)
 
     _check_plan(plan, snippets, where, issue_dir)
     sources: list[tuple[str, bytes]] = [(MANIFEST, raw_manifest)]
@@ -112,7 +114,7 @@ def load_issue(issue_dir: Path) -> Issue:
     for article in articles.values():
         if not article.body.strip():
             warnings.append(f"{article.path}: the article has no text")
-    return Issue(issue_dir, meta, notice, sections, tuple(sources), tuple(warnings))
+    return Issue(issue_dir, meta, notice, sections, tuple(sources), tuple(warnings), toc)
 
 
 def _snippet_paths(issue_dir: Path) -> dict[str, Path]:
@@ -206,11 +208,15 @@ def _read_manifest(
                 raise IssueError(f"{where.path}: missing key '{key}'")
             continue
         value = data[key]
-        ok = isinstance(value, kind) and not isinstance(value, bool)
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
         if kind is dt.date and isinstance(value, dt.datetime):
             ok = False
         if not ok:
-            expected = {int: "a whole number", dt.date: "a date like 2022-05-05"}.get(kind, "text")
+            expected = {
+                int: "a whole number",
+                dt.date: "a date like 2022-05-05",
+                bool: "true or false",
+            }.get(kind, "text")
             raise IssueError(f"{where.key(key)}: {key} must be {expected}, got {show(value)}")
     if not 1 <= data["number"] <= MAX_NUMBER:
         raise IssueError(

@@ -12,10 +12,13 @@ import os
 import traceback
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from babel import Locale, UnknownLocaleError
 
+from mailer.compose.front_matter import Article
+from mailer.compose.images import COLUMN_WIDTH
 from mailer.compose.markdown import ParsedIssue, heading_level
 from mailer.compose.model import PERSONAL_FIELDS, Newsletter, slot
 from mailer.errors import IssueError
@@ -63,10 +66,12 @@ def text_direction(language: str) -> str:
 
 
 def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) -> dict[str, Any]:
-    """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``dir``, ``web``, ``slot()``.
+    """What the layout sees: ``newsletter``, ``issue``, ``sections``, ``toc``, ``dir``, ``web``,
+    ``slot()``.
 
     ``dir`` is the text direction of ``newsletter.language``; each article's ``level`` is its
-    title's heading level (2 under an untitled section, 3 under a section's <h2>).
+    title's heading level (2 under an untitled section, 3 under a section's <h2>); ``toc`` is
+    empty unless the manifest says ``toc = true`` (:func:`table_of_contents`).
     """
     issue = parsed.issue
     sections = [
@@ -80,9 +85,8 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
                     "html": parsed.html[a.slug],
                     "link": a.link,
                     "link_text": a.link_text,
-                    "image": a.image,
-                    "alt": a.alt,
                     "author": a.author,
+                    **_image(parsed, a),
                 }
                 for a in section.articles
             ],
@@ -101,9 +105,49 @@ def layout_context(parsed: ParsedIssue, newsletter: Newsletter, *, web: bool) ->
             "notice": parsed.notice_html,
         },
         "sections": sections,
+        "toc": table_of_contents(parsed, newsletter, web=web) if issue.toc else [],
         "dir": text_direction(newsletter.language),
         "web": web,
     }
+
+
+def _image(parsed: ParsedIssue, article: Article) -> dict[str, Any]:
+    """The front matter image: a published file's URL and size, or a URL as written."""
+    use = parsed.covers.get(article.slug)
+    if use is not None:
+        return {
+            "image": use.url,
+            "alt": use.alt,
+            "image_width": use.display_width,
+            "image_height": use.display_height,
+        }
+    return {
+        "image": article.image,
+        "alt": article.alt,
+        "image_width": COLUMN_WIDTH,
+        "image_height": None,
+    }
+
+
+def issue_url(newsletter: Newsletter, slug: str) -> str:
+    """The issue's web version on ``mailer serve`` (mailer.web.urls.issue_path's path)."""
+    return f"{newsletter.base_url}/issues/{quote(slug, safe='')}"
+
+
+def table_of_contents(
+    parsed: ParsedIssue, newsletter: Newsletter, *, web: bool
+) -> list[dict[str, Any]]:
+    """``toc = true``: per section, its title, the number of its first entry, and entries
+    (title, the article's anchor on the web version: in-email anchors do not work in iOS
+    Mail, the Gmail apps or Outlook mobile). The web version links within itself."""
+    page = "" if web else issue_url(newsletter, parsed.issue.meta.slug)
+    groups: list[dict[str, Any]] = []
+    number = 1
+    for section in parsed.issue.sections:
+        entries = [{"title": a.title, "url": f"{page}#{a.slug}"} for a in section.articles]
+        groups.append({"title": section.title, "start": number, "entries": entries})
+        number += len(entries)
+    return groups
 
 
 def _slot(name: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -17,6 +17,7 @@ from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
+from mailer.compose.images import ImagePublisher, ImageUse, PublishedImage, is_local
 from mailer.compose.issue import MANIFEST, Issue, Section
 from mailer.compose.model import SLOT_MARKER
 from mailer.errors import IssueError
@@ -48,11 +49,17 @@ def heading_level(section: Section) -> int:
 
 
 def parse(
-    source: str, path: Path | None = None, first_line: int = 1, shift: int = _HEADING_SHIFT
+    source: str,
+    path: Path | None = None,
+    first_line: int = 1,
+    shift: int = _HEADING_SHIFT,
+    images: ImagePublisher | None = None,
 ) -> Parsed:
     """Parse ``source`` (found at ``path`` from ``first_line``); check images have alt text.
 
     Headings move down by ``shift`` levels (``#`` becomes ``<h4>`` by default), at most h6.
+    With ``images``, an image naming a file (``![alt](photo.jpg)``) is published and points
+    at its URL, with its width and height.
     """
     tokens = _md.parse(source)
     warnings: list[str] = []
@@ -63,8 +70,10 @@ def parse(
         if token.type != "inline" or not token.children:
             continue
         line = first_line + (token.map[0] if token.map else 0)
-        where = f"{path}:{line}" if path else f"line {line}"
         for child in token.children:
+            if child.type in ("softbreak", "hardbreak"):  # the paragraph's next line
+                line += 1
+            where = f"{path}:{line}" if path else f"line {line}"
             made = [child.content, *(str(v) for v in child.attrs.values())]
             if any(SLOT_MARKER.search(text) for text in made):  # e.g. from %%MAILER\_NAME%%
                 raise IssueError(
@@ -74,11 +83,22 @@ def parse(
             if child.type == "image" and not child.content.strip():
                 raise IssueError(f"{where}: image without alt text: write ![what it shows](url)")
             target = str(child.attrs.get("href" if child.type == "link_open" else "src", ""))
+            if child.type == "image" and images is not None and path and is_local(target):
+                _publish(child, images.publish(target, path, line, child.content, url_encoded=True))
+                continue
             if child.type in ("link_open", "image") and not _ABSOLUTE.match(target):
                 warnings.append(
                     f"{where}: {show(target)} is not an absolute URL: it will not work in an email"
                 )
     return Parsed(tuple(tokens), tuple(warnings))
+
+
+def _publish(image: Token, use: ImageUse) -> None:
+    image.attrs["src"] = use.url
+    image.attrs["width"] = str(use.display_width)
+    image.attrs["height"] = str(use.display_height)
+    # The layout's rule makes images as wide as the column; this keeps a small one its size.
+    image.attrs["style"] = f"max-width:{use.display_width}px"
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,13 @@ class ParsedIssue:
     notice_html: Markup
     bodies: dict[str, Parsed]  # by article slug
     html: dict[str, Markup]  # by article slug
+    covers: dict[str, ImageUse] = field(default_factory=dict)  # front matter images from files
+    images: tuple[ImageUse, ...] = ()  # every local image shown, in reading order
+
+    @property
+    def media(self) -> tuple[PublishedImage, ...]:
+        """The files to publish under BASE_URL/media/, each once."""
+        return tuple({u.image.name: u.image for u in self.images}.values())
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -97,20 +124,28 @@ class ParsedIssue:
         return tuple(w for p in texts if p is not None for w in p.warnings)
 
 
-def parse_issue(issue: Issue) -> ParsedIssue:
-    """Stage 1: every snippet's Markdown -> tokens and HTML fragments."""
-    notice = parse(issue.notice, issue.path / MANIFEST) if issue.notice else None
-    bodies = {
-        a.slug: parse(a.body, a.path, a.body_line, heading_level(section))
-        for section in issue.sections
-        for a in section.articles
-    }
+def parse_issue(issue: Issue, base_url: str = "") -> ParsedIssue:
+    """Stage 1: every snippet's Markdown -> tokens and HTML fragments; local images published
+    (for ``BASE_URL/media/``)."""
+    images = ImagePublisher(issue.path, base_url)
+    notice = parse(issue.notice, issue.path / MANIFEST, images=images) if issue.notice else None
+    bodies: dict[str, Parsed] = {}
+    covers: dict[str, ImageUse] = {}
+    for section in issue.sections:
+        for a in section.articles:
+            if is_local(a.image):  # shown above the body: first in reading order
+                covers[a.slug] = images.publish(
+                    a.image, a.path, a.image_line, a.alt, url_encoded=False
+                )
+            bodies[a.slug] = parse(a.body, a.path, a.body_line, heading_level(section), images)
     return ParsedIssue(
         issue=issue,
         notice=notice,
         notice_html=to_html(notice) if notice else Markup(""),
         bodies=bodies,
         html={slug: to_html(p) for slug, p in bodies.items()},
+        covers=covers,
+        images=tuple(images.uses),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mailer.compose.images import ImageUse, PublishedImage
     from mailer.config import Config
 
 # The values a copy is personalised with. All are plain text; the HTML side escapes them.
@@ -118,6 +119,10 @@ class ComposedIssue:
     web_html: str  # the web version: no subscriber data, no unsubscribe token
     content_hash: str  # sha256 hex of everything that determines the output
     warnings: tuple[str, ...] = field(default=())
+    # The issue folder's images as published (BASE_URL/media/NAME), each file once, and every
+    # place one is shown (snippet, line, alt, sizes before and after): mailer.compose.images.
+    media: tuple[PublishedImage, ...] = field(default=())
+    images: tuple[ImageUse, ...] = field(default=())
 
     def personalise(self, values: Mapping[str, str]) -> tuple[str, str]:
         """(html, text) for one recipient; ``values`` holds every PERSONAL_FIELDS entry."""

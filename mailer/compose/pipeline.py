@@ -66,7 +66,7 @@ def compose_loaded(
         if SLOT_MARKER.search(value):
             raise ConfigError(f"{name}: cannot contain a %%MAILER_...%% slot marker")
     with timer("markdown"):
-        parsed = parse_issue(issue)
+        parsed = parse_issue(issue, newsletter.base_url)  # local images published too
     email = render_html(parsed, newsletter, web=False, timer=timer)
     web = render_html(parsed, newsletter, web=True, timer=timer)
     with timer("text"):
@@ -94,6 +94,8 @@ def compose_loaded(
         web_html=web,
         content_hash=content_hash(parsed, newsletter),
         warnings=tuple(warnings),
+        media=parsed.media,
+        images=parsed.images,
     )
 
 
@@ -143,6 +145,8 @@ def content_hash(parsed: ParsedIssue, newsletter: Newsletter) -> str:
     add("mailer", mailer.__version__.encode())
     for name, raw in parsed.issue.sources:
         add(f"issue/{name}", raw)
+    for image in parsed.media:  # only when there are any: earlier hashes stay as they were
+        add(f"media/{image.name}", b"")  # the name is the published bytes' hash
     for f in fields(newsletter):
         value = getattr(newsletter, f.name)
         if f.metadata.get("hashed_unless_default") and value == f.default:

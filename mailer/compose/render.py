@@ -239,6 +239,10 @@ def inline_css(html: str, layout: Path | None = None) -> str:
         keep_style_tags=False,  # inlined rules leave <head>; media queries stay in a <style>
         strip_important=False,  # the responsive rules need their !important
         remove_classes=False,  # media queries select by class
+        # An <img>'s width and height attributes are its size in pixels (what Outlook goes by,
+        # and what clients reserve space with): the CSS width:100% and height:auto that make
+        # it fit a phone must not overwrite them with "100%" and "auto".
+        disable_basic_attributes=["width", "height"],
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
         cache_css_parsing=False,

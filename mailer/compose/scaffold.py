@@ -65,6 +65,9 @@ subject = {_toml_string(subject)}
 # The preview line inboxes show next to the subject.
 preheader = "What this issue is about, in one line"
 # notice = "Optional Markdown shown under the masthead, e.g. a sponsor notice."
+# true: an "In this issue" list under the masthead, each entry linking to its article on the
+# web version (worth it from a handful of articles on).
+toc = false
 
 [[section]]
 title = ""  # "" for the unnamed lead section
@@ -79,8 +82,10 @@ articles = ["{EXAMPLE_SLUG}"]
 title: The headline of the first article
 # link: https://example.org/the-full-story   # adds a "Read more" link
 # link_text: Read the full story
-# image: https://example.org/picture.jpg
+# image: photo.jpg                          # a file in this folder (resized, metadata
+#                                            # removed, published with the issue) or a URL
 # alt: What the picture shows                # required with an image
+# (in the text, too: ![What the photo shows](photo.jpg))
 # author: Jane Doe
 ---
 Write the article in Markdown: paragraphs separated by a blank line, *emphasis*,

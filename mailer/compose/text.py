@@ -20,6 +20,22 @@ def _underline(title: str, char: str) -> str:
     return wrapped + "\n" + char * max(len(line) for line in wrapped.split("\n"))
 
 
+def _contents(parsed: ParsedIssue) -> str:
+    """``toc = true``: the articles numbered in reading order, under their sections' titles."""
+    total = len(parsed.issue.articles)
+    digits = len(str(total))
+    lines = [_underline("In this issue", "-")]
+    number = 0
+    for section in parsed.issue.sections:
+        if section.title:
+            lines += ["", wrap(section.title, WIDTH)]
+        for article in section.articles:
+            number += 1
+            marker = f"{number:>{digits}}. "
+            lines.append(wrap(article.title, WIDTH, " " * (2 + len(marker)), "  " + marker))
+    return "\n".join(lines)
+
+
 def render_text(parsed: ParsedIssue, newsletter: Newsletter) -> str:
     issue = parsed.issue
     blocks: list[str] = [_underline(newsletter.name, "=")]
@@ -29,6 +45,8 @@ def render_text(parsed: ParsedIssue, newsletter: Newsletter) -> str:
     blocks.append("View this issue in your browser:\n" + slot("web_url"))
     if parsed.notice:
         blocks.append(to_text(parsed.notice, WIDTH))
+    if issue.toc:
+        blocks.append(_contents(parsed))
     for section in issue.sections:
         if section.title:
             rule = "=" * WIDTH

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -80,6 +80,16 @@ class StoredIssue:
     facts: IssueFacts
     state: IssueState
     rate: float | None  # the issue's --rate (messages per second), shared by its workers
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A published image of the issue, served at BASE_URL/media/NAME; ``name`` is a hash of
+    ``data`` (mailer.compose.images), so one name always holds the same bytes."""
+
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,15 @@ class IssueStore(Protocol):
     def stored(self, slug: str) -> StoredIssue | None:
         """The composed issue stored when its send started (None: never started, or started
         before issues were stored whole)."""
+        ...
+
+
+class MediaStore(Protocol):
+    """Where the issues' published images are kept for every `mailer serve` host."""
+
+    def keep(self, issue_slug: str, files: Sequence[MediaFile]) -> None:
+        """Keep every file; one already stored (any process may race) stays as it is. Committed
+        before returning."""
         ...
 
 

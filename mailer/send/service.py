@@ -26,6 +26,8 @@ from mailer.send.ports import (
     Joined,
     Lease,
     LedgerRow,
+    MediaFile,
+    MediaStore,
     Recipient,
     SubscriberLookup,
     check_content,
@@ -76,11 +78,17 @@ class SentTestCopy:
     persona: Recipient | None  # the subscriber it was personalised as; None: a made-up one
 
 
+def media_of(issue: ComposedIssue) -> list[MediaFile]:
+    """The issue's published images, as the media store keeps them."""
+    return [MediaFile(m.name, m.content_type, m.data) for m in issue.media]
+
+
 class SendService:
     """`mailer send` over the store's ``issues`` and ``subscribers`` adapters.
 
     ``transport`` defaults to the one ``config`` describes, made the first time it is needed
-    (a dry run never makes one).
+    (a dry run never makes one). ``media`` keeps the issue's published images before any copy
+    that shows them goes out (needed only for an issue with images from its folder).
     """
 
     def __init__(
@@ -89,11 +97,13 @@ class SendService:
         subscribers: SubscriberLookup,
         config: Config,
         transport: Transport | None = None,
+        media: MediaStore | None = None,
     ) -> None:
         self._issues = issues
         self._subscribers = subscribers
         self._config = config
         self._transport = transport
+        self._media = media
 
     @property
     def config(self) -> Config:
@@ -137,6 +147,8 @@ class SendService:
         # What the store kept is what goes: the same bytes any worker of the issue builds.
         stored = self._issues.stored(record.slug)
         sent = composed_of(stored) if stored is not None else issue
+        # Every run (a resume too): the first reader may open the email at once.
+        self._store_media(issue)
         ledger = self._issues.ledger(record.id)
         before = ledger.counts()
         factory = MessageFactory(sent, self._config, signer=dkim_signer(self._config))
@@ -180,6 +192,8 @@ class SendService:
             joined = claims.join(facts, slug, force=options.force, rate=options.rate)
             if joined is None:
                 return None
+            if issue is not None:  # the starter's images, before its first copy (idempotent)
+                self._store_media(issue)
             if on_join is not None:
                 on_join(joined)
             try:
@@ -257,6 +271,7 @@ class SendService:
         transport = self.transport
         factory = MessageFactory(issue, self._config, test=True, signer=dkim_signer(self._config))
         message = factory.build(persona, to=to)
+        self._store_media(issue)  # so the test copy shows its images (names are unguessable)
         connection = transport.connect()
         try:
             reply = connection.send(factory.envelope_from, factory.envelope_to(to), message)
@@ -265,6 +280,16 @@ class SendService:
         if reply.outcome != "sent":
             raise SendError(f"the server did not accept the test copy for {to}: {reply}")
         return SentTestCopy(reply, chosen)
+
+    def _store_media(self, issue: ComposedIssue) -> None:
+        if not issue.media:
+            return
+        if self._media is None:
+            raise SendError(
+                f"issue {issue.meta.slug} has images from its folder, but this send has no "
+                "media store to publish them in"
+            )
+        self._media.keep(issue.meta.slug, media_of(issue))
 
 
 def persona_for_test_send(

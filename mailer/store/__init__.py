@@ -17,6 +17,7 @@ __all__ = [
     "csv_import",
     "db",
     "ledger",
+    "media",
     "models",
     "preferences",
     "rate_slots",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -357,3 +358,17 @@ class Consent(Base):
     form: Mapped[str] = mapped_column(String(200), default="")
     ip: Mapped[str] = mapped_column(String(45), default="")
     consent_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
+
+
+class Media(Base):
+    """A published image of an issue (mailer.compose.images), stored when its send starts so
+    every ``mailer serve`` host answers ``/media/NAME``. ``name`` is the hash of ``data``: a
+    row never changes, and the same image in two issues is one row."""
+
+    __tablename__ = "media"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # "<32 hex>.jpg"
+    content_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    issue_slug: Mapped[str] = mapped_column(String(200))  # the first issue that sent it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -5,7 +5,8 @@ It opens the store once, in the lifespan (:class:`~mailer.web.context.WebContext
 reads run in a few worker threads, so a slow query never stalls the event loop; unsubscribes
 are committed in batches (group commit, see :mod:`mailer.web.batching`). The endpoints are in
 :mod:`mailer.web.links` (unsubscribe, resubscribe), :mod:`mailer.web.archive`,
-:mod:`mailer.web.health`, :mod:`mailer.web.signup` (the form and its confirmation link) and
+:mod:`mailer.web.health`, :mod:`mailer.web.media` (published images),
+:mod:`mailer.web.signup` (the form and its confirmation link) and
 :mod:`mailer.web.preferences`; the error pages in :mod:`mailer.web.error_pages`.
 """
 
@@ -22,6 +23,7 @@ from mailer.web.context import WebContext
 from mailer.web.error_pages import exception_handlers
 from mailer.web.health import health_route
 from mailer.web.links import LinkEndpoints
+from mailer.web.media import MediaEndpoints
 from mailer.web.preferences import PreferenceEndpoints
 from mailer.web.security import SecurityHeaders, base_headers, page_policy
 from mailer.web.signup import SignupEndpoints
@@ -50,6 +52,7 @@ def create_app(config: Config | None = None) -> Starlette:
             *ArchiveEndpoints(web).routes(),
             health_route(web),
             *LinkEndpoints(web).routes(),
+            *MediaEndpoints(web).routes(),
             *SignupEndpoints(web).routes(),
             *PreferenceEndpoints(web).routes(),
         ],

@@ -22,6 +22,7 @@ from mailer.store.claims import SqlClaims, cooperating
 from mailer.store.composed import issues_to_send, stored_issue
 from mailer.store.db import Store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
+from mailer.store.media import SqlMedia
 from mailer.store.send_lock import send_lock
 
 Log = Callable[[str], None]
@@ -37,7 +38,11 @@ class Sending:
         self.stop = stop
         self.log = log
         self.options = SendOptions(connections=config.connections, rate=parse_rate(config.rate))
-        self.service = SendService(SqlIssues(store), SqlSubscriberLookup(store), config)
+        # Workers send stored versions, whose images their starter kept; the media store is
+        # wired all the same, so a send handed a composed issue can never skip them.
+        self.service = SendService(
+            SqlIssues(store), SqlSubscriberLookup(store), config, media=SqlMedia(store)
+        )
         self.claims = SqlClaims(store, config.send_lease_seconds) if cooperating(store) else None
 
     def round(self) -> int:

@@ -16,6 +16,7 @@ from mailer.compose.build import build
 from mailer.compose.issue import load_issue
 from mailer.compose.model import Newsletter
 from tests.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SAMPLE_ISSUE
+from tests.photos import camera_photo
 
 pytestmark = pytest.mark.browser
 
@@ -283,3 +284,61 @@ def test_a_right_to_left_language_reads_right_to_left(
     assert found["align"] == "right"
     assert abs(found["right"]) <= 1  # the paragraph's lines end at the column's right edge
     assert found["titleRight"] <= 40  # within the column's side padding
+
+
+PHOTO_JS = """
+() => {
+  const img = document.querySelector('td.flow img[alt="Delegates in Washington"]');
+  const r = img.getBoundingClientRect();
+  return {complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
+          box: [r.width, r.height, r.left, r.right],
+          scrollWidth: document.documentElement.scrollWidth,
+          clientWidth: document.documentElement.clientWidth};
+}
+"""
+
+
+@pytest.mark.parametrize("width", [375, 1200])
+def test_a_photo_from_the_issue_folder_fits_phone_and_desktop(
+    browser: Any, issue: Path, newsletter: Newsletter, rng: Any, width: int
+) -> None:
+    """The published photo, fetched from its BASE_URL/media/ URL (answered here by the
+    build's bytes), upright and in proportion in the column at both widths."""
+    camera_photo(issue / "photo.jpg", rng)
+    article = issue / "study-tour.md"
+    text = article.read_text(encoding="utf-8").replace(
+        "---\n", "---\nimage: photo.jpg\nalt: Delegates in Washington\n", 1
+    )
+    article.write_text(text, encoding="utf-8")
+    https = dataclasses.replace(newsletter, base_url="https://news.example.org")
+    built = build(issue, https)
+    media = {image.name: image for image in built.composed.media}
+    path = issue.parent / "photo.html"
+    path.write_text(built.html, encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    fetched: list[str] = []
+
+    def answer(route: Any) -> None:
+        name = route.request.url.rsplit("/", 1)[1]
+        fetched.append(name)
+        route.fulfill(body=media[name].data, content_type=media[name].content_type)
+
+    page.route("https://news.example.org/media/*", answer)
+    page.route("https://example.org/**", lambda route: route.abort())
+    page.goto(path.as_uri())
+    page.wait_for_function(
+        "document.querySelector('td.flow img[alt=\"Delegates in Washington\"]').complete"
+    )
+    found = page.evaluate(PHOTO_JS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator('td.flow img[alt="Delegates in Washington"]').scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"compose-photo-{width}.png"))
+    page.close()
+    assert fetched == list(media)
+    assert found["natural"] == [1136, 1515]  # portrait: turned upright
+    shown_width, shown_height, left, right = found["box"]
+    assert found["scrollWidth"] <= found["clientWidth"] == width
+    assert right <= width and left >= 0, found
+    expected = 568 if width == 1200 else width - 2 * 18  # the column, less the phone padding
+    assert abs(shown_width - expected) <= 1
+    assert abs(shown_height / shown_width - 1515 / 1136) < 0.01  # in proportion

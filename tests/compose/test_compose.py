@@ -47,6 +47,7 @@ def test_sample_contains_every_article_and_section(
     assert len(doc.xpath("//h3[@class='title' or @class='title sep']")) == 26
     assert len(doc.xpath("//h3")) == 26 and len(doc.xpath("//*[contains(@class, 'title')]")) == 44
     assert [h.text_content() for h in doc.xpath("//h2[contains(@class, 'section')]")] == [
+        "In this issue",  # the sample's contents list (toc = true)
         "Uzbekistan and rankings",
         "View point",
         "Trending topics in blogs",
