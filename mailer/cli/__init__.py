@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 # Imported for their side effect: each registers its commands on `app`.
-from mailer.cli import bounces, compose, db, send, setup, signups, subscribers, web  # noqa: F401
+from mailer.cli import (  # noqa: F401
+    bounces,
+    compose,
+    db,
+    schedule,
+    send,
+    setup,
+    signups,
+    subscribers,
+    web,
+)
 from mailer.cli.app import app
 
 

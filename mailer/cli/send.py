@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from mailer.cli.app import app, get_config
+from mailer.cli.schedule import check_not_scheduled, print_statuses, schedule_send, unschedule_send
 from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
@@ -37,6 +38,11 @@ from mailer.store.report import issue_report, write_report_csv
 from mailer.store.send_lock import Lease, send_lock
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
+REPORT_ISSUE_DIR = typer.Argument(
+    None,
+    help="The issue folder; without one, every issue's state (as `mailer status`).",
+    show_default=False,
+)
 
 
 @app.command()
@@ -63,9 +69,29 @@ def send(
     connections: int | None = typer.Option(
         None, "--connections", min=1, max=MAX_CONNECTIONS, help="Parallel SMTP connections."
     ),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Schedule the send for this time, e.g. 2026-12-05T09:00+05:00 (no offset: the "
+        "timezone setting's); a `mailer worker` starts it then.",
+        show_default=False,
+    ),
+    unschedule: bool = typer.Option(
+        False, "--unschedule", help="Cancel the issue's scheduled send (if not started yet)."
+    ),
 ) -> None:
     """Send an issue to every active subscriber (resumes an interrupted send)."""
     config = get_config(ctx)
+    if unschedule:
+        if at is not None or to or as_ or dry_run or retry or force:
+            raise SendError("--unschedule goes alone (no --at, --to, --dry-run, --retry, --force)")
+        unschedule_send(config, issue_dir.name)
+        return
+    if at is not None and (to or as_ or dry_run or retry or force or connections):
+        raise SendError(
+            "--at schedules the whole send: it goes without --to, --dry-run, --retry, --force "
+            "and --connections (the worker's `connections` setting applies)"
+        )
     issue = compose_issue(issue_dir, Newsletter.from_config(config))
     err = Console(stderr=True)
     for warning in issue.warnings:
@@ -94,6 +120,10 @@ def send(
             err.print(f"warning: {finding}", markup=False)
         if refusal is not None:
             raise refusal
+        if at is not None:
+            schedule_send(config, issue, at, parse_rate(rate) if rate is not None else None)
+            return
+        check_not_scheduled(store, issue.meta.slug, config.timezone)
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),
@@ -234,13 +264,19 @@ def _print_summary(summary: Summary, issue_dir: Path) -> None:
 @app.command()
 def report(
     ctx: typer.Context,
-    issue_dir: Path = ISSUE_DIR,
+    issue_dir: Path | None = REPORT_ISSUE_DIR,
     csv_file: Path | None = typer.Option(
         None, "--csv", help="Also write the problem rows to this CSV file.", show_default=False
     ),
 ) -> None:
     """Delivery counts of an issue, and its failed, deferred and bounced recipients."""
     config = get_config(ctx)
+    if issue_dir is None:
+        if csv_file is not None:
+            raise SendError("--csv writes one issue's problem rows: name the issue")
+        with open_store(config.database_url).guard() as store:
+            print_statuses(store, config.timezone)
+        return
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
         found = issue_report(store, issue_dir.name)

@@ -1,0 +1,112 @@
+"""`mailer send --at` / `--unschedule`, and `mailer status`: scheduled sends and their issues.
+
+`send --at` composes the issue, checks what a send would check (the transport's config and
+the bulk-sender rules) and records the issue as composed with its time; a worker
+(`mailer worker`, its ``start_due`` job) starts it then, snapshotting the recipients at
+that moment. A second ``--at`` for a scheduled issue is refused: ``--unschedule`` first, so a
+time never moves by accident (and what goes out is always what the last ``--at`` composed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailer.cli.app import app, get_config
+from mailer.cli.terminal import printable
+from mailer.cli.when import parse_at, show_time
+from mailer.compose import ComposedIssue
+from mailer.config import Config
+from mailer.errors import SendError
+from mailer.send.service import facts_of
+from mailer.store import schedules
+from mailer.store.db import Store, open_store
+from mailer.store.models import ScheduleState
+from mailer.store.send_status import SendStatus, send_statuses
+
+
+def schedule_send(config: Config, issue: ComposedIssue, at_text: str, rate: float | None) -> None:
+    """Record ``issue`` to go out at ``--at``; returns at once."""
+    at = parse_at(at_text, config.timezone)
+    with open_store(config.database_url).guard() as store:
+        record = schedules.schedule_issue(store, facts_of(issue), at, rate=rate)
+    meta = issue.meta
+    typer.echo(f"Issue #{meta.number} {meta.slug}: {meta.subject}")
+    typer.echo(
+        f"Scheduled for {show_time(record.at, config.timezone)}. A running `mailer worker` "
+        "starts it then (recipients are taken at that moment)."
+    )
+    typer.echo(
+        f"Not started within {config.schedule_grace_minutes} minutes of its time (no worker "
+        f"running), it is marked missed. `mailer send {meta.slug} --unschedule` cancels it."
+    )
+
+
+def unschedule_send(config: Config, slug: str) -> None:
+    with open_store(config.database_url).guard() as store:
+        record = schedules.unschedule(store, slug)
+    was = "missed send" if record.state is ScheduleState.MISSED else "send"
+    typer.echo(
+        f"Unscheduled issue #{record.number} {slug}: its {was} for "
+        f"{show_time(record.at, config.timezone)} is cancelled; nothing was sent."
+    )
+
+
+def check_not_scheduled(store: Store, slug: str, zone: str) -> None:
+    """Before a send by hand: refuse one whose scheduled time is still to come (it would
+    pre-empt the schedule); a missed one is the editor's to start, which this is."""
+    found = schedules.find_schedule(store, slug)
+    if found is None or found.state is ScheduleState.STARTED:
+        return
+    if found.state is ScheduleState.SCHEDULED:
+        raise SendError(
+            f"issue {slug} is scheduled for {show_time(found.at, zone)}: wait for it, or "
+            f"`mailer send {slug} --unschedule` first to send it now"
+        )
+    typer.echo(f"Its scheduled send for {show_time(found.at, zone)} was missed; sending by hand.")
+
+
+def _cell(at: datetime | None, zone: str) -> str:
+    return show_time(at, zone) if at is not None else ""
+
+
+def print_statuses(store: Store, zone: str) -> None:
+    """The table of `mailer status` (and `mailer report` without an issue)."""
+    found = send_statuses(store)
+    if not found:
+        typer.echo("No issue is scheduled or has been sent yet.")
+        return
+    table = Table()
+    for column in ("issue", "state", "scheduled for", "started", "sent", "delivered"):
+        table.add_column(column)
+    for row in found:
+        table.add_row(
+            printable(f"#{row.number} {row.slug}"),
+            row.state,
+            _cell(row.scheduled_for, zone),
+            _cell(row.started_at, zone),
+            _cell(row.sent_at, zone),
+            _delivered(row),
+        )
+    Console(width=200).print(table)
+    missed = [row.slug for row in found if row.state == ScheduleState.MISSED.value]
+    for slug in missed:
+        typer.echo(
+            f"{slug}: missed its time (no worker started it within the grace window); "
+            f"`mailer send {slug}` sends it now, `--unschedule` drops it."
+        )
+
+
+def _delivered(row: SendStatus) -> str:
+    return f"{row.delivered}/{row.total}" if row.total else ""
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Scheduled, sending, sent and missed issues, with their times."""
+    config = get_config(ctx)
+    with open_store(config.database_url).guard() as store:
+        print_statuses(store, config.timezone)
