@@ -69,6 +69,25 @@ def check_not_scheduled(store: Store, slug: str, zone: str) -> None:
     typer.echo(f"Its scheduled send for {show_time(found.at, zone)} was missed; sending by hand.")
 
 
+def schedule_note(record: schedules.ScheduleRecord, config: Config, *, in_ledger: bool) -> str:
+    """`mailer report ISSUE`'s line about the issue's schedule (``in_ledger``: its send has
+    started, by a worker or by hand)."""
+    when = show_time(record.at, config.timezone)
+    if in_ledger:
+        if record.state is ScheduleState.STARTED:
+            started = _cell(record.started_at, config.timezone)
+            return f"scheduled for {when}; started {started} by {printable(record.started_by)}"
+        return f"scheduled for {when}; {record.state.value}, then started by hand"
+    meta = f"#{record.number} {record.slug}: {record.subject}"
+    if record.state is ScheduleState.MISSED:
+        return (
+            f"{meta} (missed: scheduled for {when}, no worker started it within "
+            f"{config.schedule_grace_minutes} minutes; nothing sent. `mailer send "
+            f"{record.slug}` sends it now, `--unschedule` drops it)"
+        )
+    return f"{meta} (scheduled for {when}; not started, nothing sent yet)"
+
+
 def _cell(at: datetime | None, zone: str) -> str:
     return show_time(at, zone) if at is not None else ""
 

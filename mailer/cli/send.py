@@ -19,7 +19,13 @@ from rich.progress import (
 from rich.table import Table
 
 from mailer.cli.app import app, get_config
-from mailer.cli.schedule import check_not_scheduled, print_statuses, schedule_send, unschedule_send
+from mailer.cli.schedule import (
+    check_not_scheduled,
+    print_statuses,
+    schedule_note,
+    schedule_send,
+    unschedule_send,
+)
 from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
@@ -35,6 +41,7 @@ from mailer.send.service import Plan, SendService, Summary
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
 from mailer.store.report import issue_report, write_report_csv
+from mailer.store.schedules import find_schedule
 from mailer.store.send_lock import Lease, send_lock
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
@@ -279,12 +286,18 @@ def report(
         return
     # guard(): a database failure is one line, not a driver traceback with the SQL
     with open_store(config.database_url).guard() as store:
+        planned = find_schedule(store, issue_dir.name)
+        if planned is not None and SqlIssues(store).find(planned.slug) is None:
+            typer.echo(schedule_note(planned, config, in_ledger=False))  # nothing sent yet
+            return
         found = issue_report(store, issue_dir.name)
     record, counts, rows = found.record, found.counts, found.problems
     if csv_file is not None:  # first: an unwritable file is the one line printed
         with atomic_output(csv_file, error=SendError) as out:  # whole, or not at all
             write_report_csv(rows, out)
     typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
+    if planned is not None:
+        typer.echo(schedule_note(planned, config, in_ledger=True))
     typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
     typer.echo("  ".join(f"{name} {n} ({rate:.2%})" for name, n, rate in found.rates.rows()))
     for warning in found.rates.warnings():

@@ -234,6 +234,7 @@ def start(
         if issue is not None:  # started by hand in the meantime: it is the ledger's already
             return Started(_record(row), issue.id, 0)
         issue = _new_issue(session, facts)
+        issue.created_at = now  # its send starts now, on the claim's clock
         session.execute(_snapshot(issue.id))
         count = session.scalar(
             select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)
