@@ -21,7 +21,7 @@ from mailer.cli.when import parse_at, show_time
 from mailer.compose import ComposedIssue
 from mailer.config import Config
 from mailer.errors import SendError
-from mailer.send.service import facts_of
+from mailer.send.stored import facts_of
 from mailer.store import schedules
 from mailer.store.db import Store, open_store
 from mailer.store.models import ScheduleState

@@ -8,4 +8,14 @@ The package's surface is its modules: ``__all__`` names the ones other packages 
 the package stays light to import.
 """
 
-__all__ = ["message", "outbox", "ports", "readiness", "run", "service", "sink", "transport"]
+__all__ = [
+    "message",
+    "outbox",
+    "ports",
+    "readiness",
+    "run",
+    "service",
+    "sink",
+    "stored",
+    "transport",
+]

@@ -64,6 +64,22 @@ class IssueFacts:
     date: str
     content_hash: str
     web_html: str
+    # The parts personalisation fills (text with %%MAILER_...%% slots) and the preheader:
+    # stored with the issue, so any worker sends exactly this (see StoredIssue).
+    preheader: str = ""
+    html: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    """An issue as stored when its send started: everything a worker on any host needs to
+    build every copy, without the issue folder."""
+
+    id: int
+    facts: IssueFacts
+    state: IssueState
+    rate: float | None  # the issue's --rate (messages per second), shared by its workers
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,11 @@ class IssueStore(Protocol):
         ...
 
     def ledger(self, issue_id: int) -> Ledger: ...
+
+    def stored(self, slug: str) -> StoredIssue | None:
+        """The composed issue stored when its send started (None: never started, or started
+        before issues were stored whole)."""
+        ...
 
 
 class Lease(Protocol):

@@ -19,7 +19,6 @@ from mailer.errors import InvalidAddress, NotFound, SendError
 from mailer.send.message import MessageFactory, dkim_signer
 from mailer.send.ports import (
     DeliveryStatus,
-    IssueFacts,
     IssueRecord,
     IssueStore,
     Lease,
@@ -29,6 +28,7 @@ from mailer.send.ports import (
     check_content,
 )
 from mailer.send.run import OnProgress, Progress, Run, SendOptions
+from mailer.send.stored import composed_of, facts_of
 from mailer.send.transport import Reply, Transport, transport_from_config
 from mailer.tokens import new_uid
 
@@ -70,18 +70,6 @@ class DryRun:
 class SentTestCopy:
     reply: Reply
     persona: Recipient | None  # the subscriber it was personalised as; None: a made-up one
-
-
-def facts_of(issue: ComposedIssue) -> IssueFacts:
-    meta = issue.meta
-    return IssueFacts(
-        slug=meta.slug,
-        number=meta.number,
-        subject=meta.subject,
-        date=meta.date.isoformat(),
-        content_hash=issue.content_hash,
-        web_html=issue.web_html,
-    )
 
 
 class SendService:
@@ -138,9 +126,12 @@ class SendService:
         """Record the issue (snapshotting its recipients the first time) and deliver it;
         the run stops when ``lease`` (the issue's send lock) says it is lost."""
         record, snapshotted = self._issues.start(facts_of(issue), force=options.force)
+        # What the store kept is what goes: the same bytes any worker of the issue builds.
+        stored = self._issues.stored(record.slug)
+        sent = composed_of(stored) if stored is not None else issue
         ledger = self._issues.ledger(record.id)
         before = ledger.counts()
-        factory = MessageFactory(issue, self._config, signer=dkim_signer(self._config))
+        factory = MessageFactory(sent, self._config, signer=dkim_signer(self._config))
         total = ledger.count_to_send(options.deferred_below())
         run = Run(ledger, factory, self.transport, options, total=total, lease=lease)
         try:

@@ -38,9 +38,11 @@ from mailer.send.ports import (
     IssueState,
     LedgerRow,
     Recipient,
+    StoredIssue,
     check_content,
 )
 from mailer.store.addresses import lookup_key
+from mailer.store.composed import keep_composed, stored_issue
 from mailer.store.db import Store
 from mailer.store.models import Delivery, Issue, Subscriber, SubscriberStatus, utcnow
 from mailer.store.status import change_status
@@ -82,10 +84,9 @@ class SqlIssues:
             issue = session.scalars(select(Issue).where(Issue.slug == facts.slug)).one_or_none()
             if issue is not None:
                 check_content(_record(issue), facts, force=force)
-                if issue.content_hash != facts.content_hash:
-                    issue.content_hash = facts.content_hash
-                    issue.web_html = facts.web_html
-                    issue.subject = facts.subject
+                # A forced new version, or an issue started before the parts were stored.
+                if issue.content_hash != facts.content_hash or not issue.html_template:
+                    keep_composed(issue, facts)
                 return _record(issue), 0
             issue = _new_issue(session, facts)
             session.execute(_snapshot(issue.id))
@@ -119,6 +120,9 @@ class SqlIssues:
     def ledger(self, issue_id: int) -> SqlLedger:
         return SqlLedger(self.store, issue_id)
 
+    def stored(self, slug: str) -> StoredIssue | None:
+        return stored_issue(self.store, slug)
+
 
 def _new_issue(session: Session, facts: IssueFacts) -> Issue:
     clash = session.scalars(select(Issue).where(Issue.number == facts.number)).one_or_none()
@@ -127,15 +131,8 @@ def _new_issue(session: Session, facts: IssueFacts) -> Issue:
             f"issue number {facts.number} is already used by issue {clash.slug}; "
             f"give {facts.slug} another number"
         )
-    issue = Issue(
-        slug=facts.slug,
-        number=facts.number,
-        subject=facts.subject,
-        date=facts.date,
-        content_hash=facts.content_hash,
-        web_html=facts.web_html,
-        state=IssueState.SENDING,
-    )
+    issue = Issue(slug=facts.slug, number=facts.number, date=facts.date, state=IssueState.SENDING)
+    keep_composed(issue, facts)
     session.add(issue)
     session.flush()
     return issue

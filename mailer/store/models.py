@@ -174,6 +174,15 @@ class Issue(Base):
     web_html: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The composed issue as the send started it (its slots kept): a worker on any host sends
+    # exactly this, without the issue folder (mailer.store.composed).
+    preheader: Mapped[str] = mapped_column(Text, default="", server_default="")
+    html_template: Mapped[str] = mapped_column(Text, default="", server_default="")
+    text_template: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The issue's --rate (messages per second, None: unlimited), shared by all its workers,
+    # and the next free send slot (seconds of the database's clock; mailer.store.claims).
+    rate: Mapped[float | None] = mapped_column(Float, default=None)
+    rate_next: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Delivery(Base):
@@ -205,6 +214,22 @@ class Delivery(Base):
     bounce_status: Mapped[str] = mapped_column(String(16), default="", server_default="")
     bounce_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The SendClaim token of the run that holds the row ("" none): every outcome a run writes
+    # is fenced by it, so a run that lost its lease cannot overwrite its rows' new outcome.
+    claim: Mapped[str] = mapped_column(String(32), default="", server_default="")
+
+
+class SendClaim(Base):
+    """One run's lease on its issue's rows (mailer.store.claims): renewed while the run is
+    alive; once ``lease_until`` has passed, its rows may be claimed by another run."""
+
+    __tablename__ = "send_claims"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    host: Mapped[str] = mapped_column(String(200), default="")
 
 
 class BounceReport(Base):

@@ -235,6 +235,7 @@ def start(
             return Started(_record(row), issue.id, 0)
         issue = _new_issue(session, facts)
         issue.created_at = now  # its send starts now, on the claim's clock
+        issue.rate = row.rate  # `--at ... --rate`: shared by every worker that joins it
         session.execute(_snapshot(issue.id))
         count = session.scalar(
             select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue.id)

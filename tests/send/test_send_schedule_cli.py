@@ -68,7 +68,7 @@ def test_at_records_the_schedule_and_returns_showing_both_zones(
     assert env.recipients == [] and issues(store) == []  # no ledger, no snapshot yet
     with store.session() as session:
         row = session.scalars(select(Schedule)).one()
-    assert row.at == datetime(2030, 12, 5, 4, 0, tzinfo=UTC) and row.composed["web_html"]
+    assert row.at == datetime(2030, 12, 5, 4, 0, tzinfo=UTC) and row.composed["html"]
 
     status = mailer("status")
     assert status.exit_code == 0, status.output

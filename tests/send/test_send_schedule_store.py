@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from mailer.errors import NotFound, SendError
 from mailer.send.ports import DeliveryStatus, IssueState
-from mailer.send.service import facts_of
+from mailer.send.stored import facts_of
 from mailer.store import schedules
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues
