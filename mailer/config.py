@@ -93,6 +93,7 @@ class Config:
     max_messages_per_connection: int = 1000
     connections: int = 4
     rate: str = ""
+    send_lease_seconds: float = 60.0  # cooperating senders' lease (mailer.store.claims)
     envelope_sender: str = ""
     bulk_sender_rules: str = "enforce"  # or "warn" (mailer.send.readiness)
     schedule_grace_minutes: int = 60  # a schedule not started this late is marked missed

@@ -18,7 +18,9 @@ any of them into one line on stderr and a non-zero exit, never a traceback::
     ├── ServeError             `mailer serve` cannot listen on its address, or did not start
     ├── SendError              delivery
     │   ├── TransportError         auth, TLS or connection failure: the run stops
-    │   └── ContentChanged         the issue changed after its send started
+    │   ├── ContentChanged         the issue changed after its send started
+    │   ├── IssueBusy              SQLite: another run is sending this issue right now
+    │   └── LeaseLost              a cooperating run's claim on its rows ran out: it stops
     └── BounceError            reading bounce and complaint reports
         └── MailboxError           the bounce mailbox is missing, unreachable or refuses us
 
@@ -92,6 +94,15 @@ class TransportError(SendError):
 
 class ContentChanged(SendError):
     """The issue's content changed after its send started."""
+
+
+class IssueBusy(SendError):
+    """Another run holds the issue's send lock (SQLite: one run of an issue at a time)."""
+
+
+class LeaseLost(SendError):
+    """A cooperating run's lease on its ledger rows ran out (frozen, or the database was
+    unreachable too long): it sends nothing more of them; a fresh claim may resume."""
 
 
 class BounceError(MailerError):

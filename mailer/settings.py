@@ -486,6 +486,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate", "", "At most this many messages per second, minute or hour, e.g. 50/s, "
             "3000/m, 10000/h (`mailer send --rate`).", "sending", Rate(), example="100/s",
             default_doc="unlimited"),
+    Setting("send_lease_seconds", 60.0, "PostgreSQL: how long the rows a sender (`mailer send`"
+            ", `mailer worker`) claimed stay its own without a renewal; a dead sender's rows "
+            "are taken over after this.", "sending", SECONDS),
     Setting("envelope_sender", "", "The bounce address (MAIL FROM).", "sending", Address(),
             example="bounces@example.org", default_doc="from_address"),
     Setting("bulk_sender_rules", "enforce", "`enforce`: a send that leaves this machine is "

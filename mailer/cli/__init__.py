@@ -13,6 +13,7 @@ from mailer.cli import (  # noqa: F401
     signups,
     subscribers,
     web,
+    worker,
 )
 from mailer.cli.app import app
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -30,19 +32,22 @@ from mailer.cli.terminal import printable
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
-from mailer.errors import SendError
+from mailer.errors import LeaseLost, SendError
 from mailer.files import atomic_output
 from mailer.send import readiness
-from mailer.send.ports import DeliveryStatus
+from mailer.send.ports import DeliveryStatus, Joined
 from mailer.send.readiness import Level
+from mailer.send.run import OnProgress, SendOptions
 from mailer.send.run import Progress as RunProgress
-from mailer.send.run import SendOptions
 from mailer.send.service import Plan, SendService, Summary
+from mailer.store.claims import SqlClaims, cooperating
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
 from mailer.store.report import issue_report, write_report_csv
 from mailer.store.schedules import find_schedule
-from mailer.store.send_lock import Lease, send_lock
+from mailer.store.send_lock import send_lock
+
+T = TypeVar("T")
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
 REPORT_ISSUE_DIR = typer.Argument(
@@ -172,16 +177,71 @@ def _send_to_everyone(
     via: str,
     yes: bool,
 ) -> Summary | None:
-    """The real send, under the issue's lock; None when there was nothing to send."""
+    """The real send: on PostgreSQL together with every other run of the issue (claims), on
+    SQLite under the issue's lock; None when there was nothing to send."""
+    if cooperating(store):
+        return _send_together(store, service, issue, options, via, yes)
     with send_lock(store, issue.meta.slug) as lease:  # a second run would send it all again
-        plan = service.plan(issue, options)
-        _describe(plan, via)
-        if plan.to_send == 0:
-            service.settle(plan)
+        plan = _planned(service, issue, options, via, yes)
+        if plan is None:
             return None
-        question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
-        _confirm(yes, question)
-        return _with_progress(service, issue, options, plan.to_send, lease)
+        return _with_progress(
+            plan.to_send,
+            lambda update: service.send(issue, options, on_progress=update, lease=lease),
+        )
+
+
+def _planned(
+    service: SendService, issue: ComposedIssue, options: SendOptions, via: str, yes: bool
+) -> Plan | None:
+    """Describe the send and confirm it; None when there is nothing to send."""
+    plan = service.plan(issue, options)
+    _describe(plan, via)
+    if plan.to_send == 0:
+        service.settle(plan)
+        return None
+    question = f"Send \u201c{issue.meta.subject}\u201d to {plan.to_send} recipients?"
+    _confirm(yes, question)
+    return plan
+
+
+def _send_together(
+    store: Store,
+    service: SendService,
+    issue: ComposedIssue,
+    options: SendOptions,
+    via: str,
+    yes: bool,
+) -> Summary | None:
+    plan = _planned(service, issue, options, via, yes)
+    if plan is None:
+        return None
+    claims = SqlClaims(store, service.config.send_lease_seconds)
+
+    def joined(part: Joined) -> None:
+        if part.others:
+            typer.echo(
+                f"Joined {part.others} other sender(s) of this issue; sending its stored version"
+            )
+
+    def lost(exc: LeaseLost) -> None:
+        typer.echo(f"warning: {exc}; claiming again", err=True)
+
+    summary = _with_progress(
+        plan.to_send,
+        lambda update: service.join(
+            claims,
+            issue.meta.slug,
+            options,
+            issue=issue,
+            on_progress=update,
+            on_join=joined,
+            on_lost=lost,
+        ),
+    )
+    if summary is None:  # cannot happen with an issue given: it is recorded by the join
+        raise SendError(f"issue {issue.meta.slug} could not be started")
+    return summary
 
 
 def _describe(plan: Plan, transport: str) -> None:
@@ -209,9 +269,7 @@ def _confirm(yes: bool, question: str) -> None:
         raise typer.Exit(1)
 
 
-def _with_progress(
-    service: SendService, issue: ComposedIssue, options: SendOptions, total: int, lease: Lease
-) -> Summary:
+def _with_progress(total: int, send: Callable[[OnProgress], T]) -> T:
     console = Console(stderr=True)
     columns = (
         BarColumn(bar_width=16),
@@ -235,7 +293,7 @@ def _with_progress(
                 rate=p.rate,
             )
 
-        return service.send(issue, options, on_progress=update, lease=lease)
+        return send(update)
 
 
 def _print_summary(summary: Summary, issue_dir: Path) -> None:

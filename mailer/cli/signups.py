@@ -6,19 +6,13 @@ from __future__ import annotations
 import typer
 
 from mailer.cli.app import app, get_config
-from mailer.config import Config
-from mailer.send.outbox import OutboxSummary, run_once
-from mailer.store.db import Store, open_store
-from mailer.store.signup_outbox import SqlOutbox
+from mailer.send.outbox import OutboxSummary
+from mailer.store.db import open_store
 from mailer.store.signups import SignupLimits, pending_signups, resend_held
+from mailer.worker.jobs import drain_outbox
 
 signups_app = typer.Typer(help="Sign-ups waiting for confirmation.", no_args_is_help=True)
 app.add_typer(signups_app, name="signups")
-
-
-def drain_outbox(config: Config, store: Store) -> OutboxSummary:
-    """One run of the sign-up outbox (purge, then send what is due): the periodic job."""
-    return run_once(config, SqlOutbox(store))
 
 
 @app.command()

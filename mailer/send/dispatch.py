@@ -4,6 +4,10 @@ Fresh rows come in small keyset-paginated batches of ``pending`` rows (plus ``de
 ones, see :meth:`mailer.send.run.SendOptions.deferred_below`), each read with its
 subscriber's current status; 4xx rows wait in an in-memory heap for their backoff and their
 subscriber is re-read before the retry. A subscriber no longer active has their row skipped.
+
+With cooperating runs (:class:`~mailer.send.ports.Claims`), a run out of rows while others
+still hold some waits and asks again: their holders finish them, or their leases run out
+and this run takes them over, so the last run standing finishes the issue.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailer.send.ports import Ledger, LedgerRow
+
+HELD_POLL = 0.5  # seconds between asks for rows other runs hold (they may finish them)
 
 
 def batch_size(batch: int, rate: float | None) -> int:
@@ -65,6 +71,7 @@ class Dispatch:
         self._seq = itertools.count()
         self._after_id = 0
         self._exhausted = False
+        self._next_fill = 0.0  # monotonic: when to ask for rows again (others hold some)
         self._in_flight = 0
 
     def take(self) -> tuple[LedgerRow, int] | None:
@@ -84,10 +91,13 @@ class Dispatch:
                 if self._buffer:
                     self._in_flight += 1
                     return self._buffer.popleft()
-                if not self._exhausted:
+                if not self._exhausted and now >= self._next_fill:
                     self._fill()
                     continue
-                if self._retries:
+                if not self._exhausted:  # others hold rows: ask again soon
+                    due = self._retries[0].due if self._retries else self._next_fill
+                    self._cond.wait(max(0.0, min(due, self._next_fill) - now))
+                elif self._retries:
                     self._cond.wait(self._retries[0].due - now)
                 elif self._in_flight:
                     self._cond.wait()  # an answer may still schedule a retry
@@ -116,7 +126,11 @@ class Dispatch:
             deferred_below=self._deferred_below, after_id=self._after_id, limit=self._batch_size
         )
         if not rows:
-            self._exhausted = True
+            held = self._ledger.held_elsewhere()
+            if held is None:
+                self._exhausted = True
+            else:
+                self._next_fill = time.monotonic() + min(held + 0.05, HELD_POLL)
             return
         self._after_id = rows[-1].delivery_id
         for row in rows:

@@ -157,6 +157,11 @@ class Ledger(Protocol):
         """Release what :meth:`record` holds open (the ledger stays usable for reading)."""
         ...
 
+    def held_elsewhere(self) -> float | None:
+        """When :meth:`next_rows` has nothing: seconds until rows that other runs hold may
+        be taken over (their leases run out), None when no other run holds any."""
+        ...
+
 
 class IssueStore(Protocol):
     """Recording issues and opening their ledgers."""
@@ -191,6 +196,57 @@ class Lease(Protocol):
 
     def check(self) -> None:
         """Raise SendError if the hold is gone (the run must stop)."""
+        ...
+
+
+class ClaimLease(Lease, Protocol):
+    """A cooperating run's lease on the rows it claims (renewed while the run is alive):
+    :meth:`check` raises LeaseLost once it may have run out."""
+
+    def release(self) -> None:
+        """Stop renewing and give the rows not finished back at once."""
+        ...
+
+
+class RateSlots(Protocol):
+    """An issue's ``--rate`` shared by all its runs: send slots reserved in the database."""
+
+    def reserve(self, count: int) -> float:
+        """Reserve the next ``count`` consecutive slots; seconds from now until the first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A run's part in a cooperating send: its own claim, fenced ledger and lease."""
+
+    record: IssueRecord
+    stored: StoredIssue  # what every run of the issue sends
+    snapshotted: int  # recipients recorded by this join (the first start only)
+    others: int  # other runs holding a live lease when this one joined
+    differs: bool  # the starter's facts differ from the stored version being sent
+    ledger: Ledger
+    lease: ClaimLease
+    slots: RateSlots | None  # None: no --rate
+
+
+class Claims(Protocol):
+    """Cooperating senders on one database (PostgreSQL): each run claims small batches of
+    ledger rows under a lease; every outcome it writes is fenced by its claim."""
+
+    def join(
+        self, facts: IssueFacts | None, slug: str, *, force: bool, rate: float | None
+    ) -> Joined | None:
+        """Register a fresh claim on issue ``slug``. With ``facts`` (a `mailer send`): record
+        the issue and snapshot its recipients the first time; when no other run is live,
+        check the content (ContentChanged unless ``force``, which stores the new version)
+        and set the issue's rate; a joiner changes nothing and sends the stored version.
+        Without (a worker): join a started issue only (None when it is not)."""
+        ...
+
+    def sending(self, deferred_below: int) -> list[str]:
+        """Slugs of the issues being sent that have rows to claim now (pending, or deferred
+        tried fewer than ``deferred_below`` times)."""
         ...
 
 

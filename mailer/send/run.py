@@ -70,7 +70,7 @@ from mailer.send.ports import (
     LedgerRow,
     Recipient,
 )
-from mailer.send.rate_limit import RateLimiter
+from mailer.send.rate_limit import Pacer, RateLimiter
 from mailer.send.transport import Connection, Reply, Transport
 from mailer.send.writer import Ack, Check, Writer
 
@@ -150,6 +150,7 @@ class Run:
         *,
         total: int,
         lease: Lease | None = None,
+        limiter: Pacer | None = None,
     ) -> None:
         self.factory = factory
         self.lease = lease
@@ -161,7 +162,9 @@ class Run:
         self._lock = threading.Lock()
         self._deferred_ids: set[int] = set()
         self._refusals = 0  # consecutive 5xx replies to the message itself
-        self._limiter = RateLimiter(options.rate) if options.rate else None
+        self._limiter: Pacer | None = limiter
+        if limiter is None and options.rate:
+            self._limiter = RateLimiter(options.rate)
         self.writer = Writer(ledger.record, self.count, self.fail)
         self.dispatch = Dispatch(
             ledger,

@@ -9,24 +9,28 @@ OnProgress`), so no terminal library is imported here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailer.compose.model import ComposedIssue
 from mailer.config import Config
-from mailer.errors import InvalidAddress, NotFound, SendError
+from mailer.errors import InvalidAddress, LeaseLost, NotFound, SendError
 from mailer.send.message import MessageFactory, dkim_signer
 from mailer.send.ports import (
+    Claims,
     DeliveryStatus,
     IssueRecord,
     IssueStore,
+    Joined,
     Lease,
     LedgerRow,
     Recipient,
     SubscriberLookup,
     check_content,
 )
+from mailer.send.rate_limit import SharedRateLimiter
 from mailer.send.run import OnProgress, Progress, Run, SendOptions
 from mailer.send.stored import composed_of, facts_of
 from mailer.send.transport import Reply, Transport, transport_from_config
@@ -92,6 +96,10 @@ class SendService:
         self._transport = transport
 
     @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
     def transport(self) -> Transport:
         if self._transport is None:
             self._transport = transport_from_config(self._config)
@@ -144,6 +152,74 @@ class SendService:
             number=record.number,
             subject=record.subject,
             snapshotted=snapshotted,
+            already_sent=before[DeliveryStatus.SENT],
+            progress=progress,
+            counts=ledger.counts(),
+            finished=finished,
+            transport=self.transport.describe(),
+        )
+
+    def join(
+        self,
+        claims: Claims,
+        slug: str,
+        options: SendOptions,
+        *,
+        issue: ComposedIssue | None = None,
+        on_progress: OnProgress | None = None,
+        on_join: Callable[[Joined], None] | None = None,
+        on_lost: Callable[[LeaseLost], None] | None = None,
+    ) -> Summary | None:
+        """Send issue ``slug`` together with every other run of it (cooperating senders,
+        :class:`~mailer.send.ports.Claims`) until no row is left to claim: with ``issue``
+        (a `mailer send`) recording it the first time, without (a worker) only joining a
+        started one (None when it is not). The stored version is sent, at the issue's
+        stored rate; a lost lease is followed by a fresh claim."""
+        facts = facts_of(issue) if issue is not None else None
+        while True:
+            joined = claims.join(facts, slug, force=options.force, rate=options.rate)
+            if joined is None:
+                return None
+            if on_join is not None:
+                on_join(joined)
+            try:
+                return self._run_joined(joined, options, on_progress)
+            except LeaseLost as lost:  # frozen or cut off past the lease: others' rows now
+                if on_lost is not None:
+                    on_lost(lost)
+
+    def _run_joined(
+        self, joined: Joined, options: SendOptions, on_progress: OnProgress | None
+    ) -> Summary:
+        rate = joined.stored.rate
+        limiter = SharedRateLimiter(joined.slots, rate) if joined.slots and rate else None
+        run_options = dataclasses.replace(options, rate=rate)
+        composed = composed_of(joined.stored)
+        factory = MessageFactory(composed, self._config, signer=dkim_signer(self._config))
+        ledger = joined.ledger
+        try:
+            before = ledger.counts()
+            total = ledger.count_to_send(options.deferred_below())
+            run = Run(
+                ledger,
+                factory,
+                self.transport,
+                run_options,
+                total=total,
+                lease=joined.lease,
+                limiter=limiter,
+            )
+            progress = run.execute(on_progress)
+        finally:
+            ledger.close()
+            joined.lease.release()
+        finished = ledger.finish()
+        record = joined.record
+        return Summary(
+            slug=record.slug,
+            number=record.number,
+            subject=record.subject,
+            snapshotted=joined.snapshotted,
             already_sent=before[DeliveryStatus.SENT],
             progress=progress,
             counts=ledger.counts(),

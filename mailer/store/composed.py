@@ -8,12 +8,12 @@ own types (:class:`~mailer.send.ports.StoredIssue`).
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.send.ports import IssueFacts, StoredIssue
+from mailer.send.ports import DeliveryStatus, IssueFacts, IssueState, StoredIssue
 from mailer.store.db import Store
-from mailer.store.models import Issue
+from mailer.store.models import Delivery, Issue
 
 
 def keep_composed(issue: Issue, facts: IssueFacts) -> None:
@@ -54,3 +54,22 @@ def stored_issue(store: Store, slug: str) -> StoredIssue | None:
     """The composed issue ``slug`` as stored when its send started (None: not stored)."""
     with store.session() as session:
         return find_stored(session, slug)
+
+
+def issues_to_send(store: Store, deferred_below: int) -> list[str]:
+    """Slugs of the issues being sent, stored whole, with rows left to send (pending, or
+    deferred tried fewer than ``deferred_below`` times): what a worker resumes."""
+    open_rows = exists().where(
+        Delivery.issue_id == Issue.id,
+        or_(
+            Delivery.status == DeliveryStatus.PENDING,
+            and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.attempts < deferred_below),
+        ),
+    )
+    query = (
+        select(Issue.slug)
+        .where(Issue.state == IssueState.SENDING, Issue.html_template != "", open_rows)
+        .order_by(Issue.id)
+    )
+    with store.session() as session:
+        return list(session.scalars(query))

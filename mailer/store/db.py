@@ -68,6 +68,15 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def errors(self) -> Iterator[Store]:
+        """As :meth:`guard`, but the store stays open: for a long-running process that
+        retries when the database is back."""
+        try:
+            yield self
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"database {self.url}: {_first_line(exc.orig)}") from None
+
+    @contextmanager
     def guard(self) -> Iterator[Store]:
         """Use the store; a database failure (server gone, SQLite locked too long) becomes one
         DatabaseUnavailable line instead of a driver traceback. Closes the store after."""

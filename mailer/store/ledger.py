@@ -193,6 +193,7 @@ class SqlLedger:
         self._sql = ""
         self._mark = "?"
         self._to_db: Callable[[datetime], object] = lambda value: value
+        self._fence: tuple[str, ...] = ()  # extra WHERE values of each update (a claim)
 
     def next_rows(self, *, deferred_below: int, after_id: int, limit: int) -> list[LedgerRow]:
         with self.store.session() as session:
@@ -258,6 +259,7 @@ class SqlLedger:
         # Values in the driver's own form, converted once per group: the executemany below
         # bypasses SQLAlchemy's per-row type processing (most of this loop's cost).
         now = self._to_db(utcnow())
+        fence = self._fence
         rows = [
             (
                 r.status.value,
@@ -267,6 +269,7 @@ class SqlLedger:
                 now if r.status is DeliveryStatus.SENT else None,
                 now,
                 r.delivery_id,
+                *fence,
             )
             for r in results
         ]
@@ -317,16 +320,23 @@ class SqlLedger:
         self._sql = (
             f"UPDATE deliveries SET status = {mark}, attempts = attempts + {mark}, "
             f"last_reply = {mark}, message_id = {mark}, sent_at = {mark}, updated_at = {mark} "
-            f"WHERE id = {mark}"
+            f"WHERE id = {mark}{self._fenced(mark)}"
         )
         processor = _deliveries.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         self._to_db = processor or (lambda value: value)
         self._conn = conn
 
+    def _fenced(self, mark: str) -> str:
+        """More of the update's WHERE clause (one mark per :attr:`_fence` value)."""
+        return ""
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def held_elsewhere(self) -> float | None:
+        return None  # one run at a time (the send lock): nobody else holds rows
 
     def counts(self) -> dict[DeliveryStatus, int]:
         with self.store.session() as session:

@@ -29,14 +29,14 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from mailer.errors import SendError
+from mailer.errors import IssueBusy, SendError
 from mailer.store.db import Store, create_db_engine
 
 WATCH_SECONDS = 1.0  # a probe this often even when the socket stays quiet
 
 
-def _busy(slug: str) -> SendError:
-    return SendError(
+def _busy(slug: str) -> IssueBusy:
+    return IssueBusy(
         f"issue {slug} is being sent by another `mailer send` right now; "
         "wait for it to end (or stop it), then run again to resume"
     )
