@@ -9,7 +9,7 @@ time never moves by accident (and what goes out is always what the last ``--at``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from mailer.cli.app import app, get_config
 from mailer.cli.terminal import printable
-from mailer.cli.when import parse_at, show_time
+from mailer.cli.when import show_time
 from mailer.compose import ComposedIssue
 from mailer.config import Config
 from mailer.errors import SendError
@@ -28,17 +28,20 @@ from mailer.store.models import ScheduleState
 from mailer.store.send_status import SendStatus, send_statuses
 
 
-def schedule_send(config: Config, issue: ComposedIssue, at_text: str, rate: float | None) -> None:
-    """Record ``issue`` to go out at ``--at``; returns at once."""
-    at = parse_at(at_text, config.timezone)
+def schedule_send(config: Config, issue: ComposedIssue, at: datetime, rate: float | None) -> None:
+    """Record ``issue`` to go out at ``at`` (:func:`parse_at` judged it in the future when the
+    command began; composing may have taken it past since, and then a worker starts it at
+    once); returns at once."""
     with open_store(config.database_url).guard() as store:
-        record = schedules.schedule_issue(store, facts_of(issue), at, rate=rate)
+        record = schedules.schedule_issue(store, facts_of(issue), at, rate=rate, now=at)
     meta = issue.meta
     typer.echo(f"Issue #{meta.number} {meta.slug}: {meta.subject}")
     typer.echo(
         f"Scheduled for {show_time(record.at, config.timezone)}. A running `mailer worker` "
         "starts it then (recipients are taken at that moment)."
     )
+    if record.at <= datetime.now(UTC):  # composing took us past it
+        typer.echo("Its time has come while it was composed: a running worker starts it now.")
     typer.echo(
         f"Not started within {config.schedule_grace_minutes} minutes of its time (no worker "
         f"running), it is marked missed. `mailer send {meta.slug} --unschedule` cancels it."

@@ -29,6 +29,7 @@ from mailer.cli.schedule import (
     unschedule_send,
 )
 from mailer.cli.terminal import printable
+from mailer.cli.when import parse_at
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
@@ -104,6 +105,7 @@ def send(
             "--at schedules the whole send: it goes without --to, --dry-run, --retry, --force "
             "and --connections (the worker's `connections` setting applies)"
         )
+    when = parse_at(at, config.timezone) if at is not None else None  # past: judged now
     issue = compose_issue(issue_dir, Newsletter.from_config(config))
     err = Console(stderr=True)
     for warning in issue.warnings:
@@ -132,8 +134,8 @@ def send(
             err.print(f"warning: {finding}", markup=False)
         if refusal is not None:
             raise refusal
-        if at is not None:
-            schedule_send(config, issue, at, parse_rate(rate) if rate is not None else None)
+        if when is not None:
+            schedule_send(config, issue, when, parse_rate(rate) if rate is not None else None)
             return
         check_not_scheduled(store, issue.meta.slug, config.timezone)
         options = SendOptions(

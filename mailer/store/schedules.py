@@ -95,12 +95,12 @@ def schedule_issue(
     rate: float | None = None,
     now: datetime | None = None,
 ) -> ScheduleRecord:
-    """Record that ``facts`` goes out at ``at`` (aware). Refused when the time has passed,
-    the issue's send has started, it is scheduled already (unschedule it first: a second
-    ``--at`` never moves a time silently) or its number belongs to another issue. A missed
-    schedule is replaced."""
+    """Record that ``facts`` goes out at ``at`` (aware). Refused when ``at`` is before ``now``
+    (default: the clock), the issue's send has started, it is scheduled already (unschedule
+    it first: a second ``--at`` never moves a time silently) or its number belongs to
+    another issue. A missed schedule is replaced."""
     now = now or utcnow()
-    if at <= now:
+    if at < now:
         raise SendError(f"--at: {_utc(at)} has passed (now {_utc(now)})")
     with store.session() as session, session.begin():
         _refuse_started(session, facts)

@@ -148,7 +148,9 @@ def test_scheduling_is_refused_twice_when_started_and_for_a_taken_number(store: 
     with pytest.raises(SendError, match=r"issue 027-july-2022 is already sending"):
         schedule(store, "027-july-2022", 27)
     with pytest.raises(SendError, match=r"has passed"):
-        schedules.schedule_issue(store, facts_of(make_issue("028-x", 28)), AT, now=AT)
+        schedules.schedule_issue(
+            store, facts_of(make_issue("028-x", 28)), AT, now=AT + timedelta(seconds=1)
+        )
 
 
 def test_an_issue_started_by_hand_meanwhile_is_not_snapshotted_twice(store: Store) -> None:
