@@ -3,6 +3,7 @@
     PYTHONPATH=. python benchmarks/send.py [--n 20000] [--connections 4] [--rate 500/s]
     PYTHONPATH=. python benchmarks/send.py --memory 10000,100000   # peak RSS flat in N?
     PYTHONPATH=. python benchmarks/send.py --dkim [--n 5000]       # signed vs unsigned
+    PYTHONPATH=. python benchmarks/send.py --workers 1,2,4         # processes on PostgreSQL
 
 End to end: a temporary folder with mailer.toml, a SQLite ledger holding N active
 subscribers, postfix's ``smtp-sink`` on 127.0.0.1 (a free port), then ``mailer send --yes``
@@ -12,6 +13,8 @@ number of messages of the same size over the same number of connections (``-d``:
 them, as mailer does). Then a ``--rate`` run shows how closely the rate limit is held.
 ``--dkim`` instead sends N messages unsigned and N signed with a fresh 2048-bit RSA key
 (DKIM via the ``MAILER_DKIM_*`` settings), and prints both rates and their ratio.
+``--workers`` sends with 1, 2, 4... cooperating processes on PostgreSQL (benchmarks/
+send_workers.py), the same total connections each time, against smtp-source at that total.
 Figures are printed; nothing is asserted.
 """
 
@@ -78,8 +81,9 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def make_folder(root: Path, n: int, port: int) -> dict[str, str]:
-    """mailer.toml, secret and a migrated SQLite database with ``n`` active subscribers."""
+def make_folder(root: Path, n: int, port: int, database_url: str = "") -> dict[str, str]:
+    """mailer.toml, secret and a migrated database (SQLite unless ``database_url``) with
+    ``n`` active subscribers."""
     shutil.copy(REPO / "mailer.toml", root / "mailer.toml")
     (root / ".mailer-secret").write_text(secrets.token_urlsafe(32) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
@@ -87,7 +91,7 @@ def make_folder(root: Path, n: int, port: int) -> dict[str, str]:
         PYTHONPATH=str(REPO),
         MAILER_LAYOUTS_DIR=str(REPO / "layouts"),
         MAILER_SMTP_URL=f"smtp://127.0.0.1:{port}",
-        MAILER_DATABASE_URL=f"sqlite:///{root / 'subscribers.db'}",
+        MAILER_DATABASE_URL=database_url or f"sqlite:///{root / 'subscribers.db'}",
     )
     subprocess.run(
         [sys.executable, "-m", "mailer", "init"],
@@ -253,6 +257,14 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--memory", default="", help="e.g. 10000,100000: peak RSS per N")
     parser.add_argument("--dkim", action="store_true", help="signed vs unsigned rate")
+    parser.add_argument("--workers", default="", help="e.g. 1,2,4: processes on PostgreSQL")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "MAILER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        help="PostgreSQL for --workers (a fresh schema per configuration)",
+    )
     args = parser.parse_args()
     for tool in (SMTP_SINK, SMTP_SOURCE):
         require_tool(tool, "postfix")
@@ -263,6 +275,12 @@ def main() -> None:
     try:
         if args.dkim:
             compare_dkim(port, args.n, args.connections, roots)
+            return
+        if args.workers:
+            from send_workers import compare_workers
+
+            counts = [int(x) for x in args.workers.split(",")]
+            compare_workers(port, sink.pid, args.n, args.connections, counts, args.database_url)
             return
         if args.memory:
             sizes = [int(x) for x in args.memory.split(",")]

@@ -221,6 +221,12 @@ def _send_together(
     claims = SqlClaims(store, service.config.send_lease_seconds)
 
     def joined(part: Joined) -> None:
+        if part.differs:
+            typer.echo(
+                "warning: this folder's issue differs from the one being sent; the run that "
+                "started the send decided (--force applies only when no other run is sending)",
+                err=True,
+            )
         if part.others:
             typer.echo(
                 f"Joined {part.others} other sender(s) of this issue; sending its stored version"

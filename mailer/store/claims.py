@@ -16,8 +16,9 @@ Taking over: the rows of a claim whose lease ran out (a killed run) are taken li
 ones. The expired claims are locked first (``FOR UPDATE``), which waits for a renewal in
 flight and re-reads it, so a claim renewed in time is never taken over; a row whose claim
 changed meanwhile is re-checked against the new token by PostgreSQL before it is locked.
-A run that ends gives its unfinished rows back at once (``claim = ''``). Claims are only
-deleted with their issue's end (every row final), so no row ever points at a vanished claim.
+A run that ends gives its unfinished rows back at once (``claim = ''``). Claims are deleted by
+their runs as they end, dead ones with their issue's end (every row final), so no open row
+ever points at a vanished claim.
 
 SQLite has one writer: there a second run of an issue stays refused
 (:mod:`mailer.store.send_lock`), and none of this is used.
@@ -62,7 +63,7 @@ _CLAIM = text(f"""
 WITH picked AS (
     SELECT d.id FROM deliveries d
     WHERE d.issue_id = :issue AND {_OPEN} AND (d.claim = '' OR d.claim = ANY(:expired))
-    ORDER BY d.id LIMIT :limit
+    LIMIT :limit  -- in no particular order: the index's, without sorting every open row
     FOR UPDATE OF d SKIP LOCKED
 ), taken AS (
     UPDATE deliveries SET claim = :token FROM picked WHERE deliveries.id = picked.id
@@ -211,9 +212,14 @@ class ClaimedLedger(SqlLedger):
 
     def finish(self) -> bool:
         done = super().finish()
-        if done:  # every row is final: the issue's claims point at nothing open any more
+        if done:  # every row is final: dead runs' claims point at nothing open any more
             with self.store.session() as session, session.begin():
-                session.execute(delete(SendClaim).where(SendClaim.issue_id == self.issue_id))
+                session.execute(
+                    delete(SendClaim).where(
+                        SendClaim.issue_id == self.issue_id,
+                        SendClaim.lease_until <= func.clock_timestamp(),
+                    )
+                )  # (live ones are deleted by their runs as they end)
         return done
 
 

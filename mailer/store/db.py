@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from mailer.errors import DatabaseUnavailable
@@ -73,8 +73,9 @@ class Store:
         retries when the database is back."""
         try:
             yield self
-        except DBAPIError as exc:
-            raise DatabaseUnavailable(f"database {self.url}: {_first_line(exc.orig)}") from None
+        except SQLAlchemyError as exc:  # also the pool's timeout, not only the driver's errors
+            cause = getattr(exc, "orig", None) or exc
+            raise DatabaseUnavailable(f"database {self.url}: {_first_line(cause)}") from None
 
     @contextmanager
     def guard(self) -> Iterator[Store]:

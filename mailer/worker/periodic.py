@@ -49,7 +49,9 @@ class Periodic(threading.Thread):
         try:
             with self.store.errors():
                 job.run_once(self.config, self.store)
-        except (MailerError, OSError) as exc:
+        except Exception as exc:  # one job's fault (even a bug) must not stop the others
+            if not isinstance(exc, MailerError | OSError):
+                exc = MailerError(f"{type(exc).__name__}: {exc}")
             failures = self._failing.get(job.name, 0) + 1
             self._failing[job.name] = failures
             if failures == 1:
