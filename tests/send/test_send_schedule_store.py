@@ -79,11 +79,13 @@ def test_the_recipients_are_those_of_the_start_not_of_the_scheduling(store: Stor
 
 def test_the_stored_composition_is_what_starts(store: Store) -> None:
     issue = make_issue(extra="<p>as scheduled</p>")
-    schedules.schedule_issue(store, facts_of(issue), AT, now=BEFORE)
+    schedules.schedule_issue(store, facts_of(issue), AT, rate=12.5, now=BEFORE)
     run_pass(store, grace=GRACE, now=AT)
     record = SqlIssues(store).find("025-may-2022")
     assert record is not None and record.content_hash == issue.content_hash
     assert record.subject == issue.meta.subject
+    stored = SqlIssues(store).stored("025-may-2022")  # what every worker sends
+    assert stored is not None and stored.facts == facts_of(issue) and stored.rate == 12.5
 
 
 def test_missed_after_the_grace_window_and_never_started_late(store: Store) -> None:
