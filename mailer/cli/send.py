@@ -228,8 +228,10 @@ def _send_together(
                 err=True,
             )
         if part.others:
+            lease = service.config.send_lease_seconds
             typer.echo(
-                f"Joined {part.others} other sender(s) of this issue; sending its stored version"
+                f"Joined {part.others} other sender(s) of this issue, sending its stored "
+                f"version (the rows of one that died are taken over within {lease:g} s)"
             )
 
     def lost(exc: LeaseLost) -> None:

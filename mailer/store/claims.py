@@ -126,9 +126,6 @@ class SqlLeaseKeeper(threading.Thread):
         """A renewal sent at ``since`` (monotonic) succeeded."""
         self._deadline = max(self._deadline, since + self.seconds - self._margin)
 
-    def lost(self) -> None:
-        self._lost.set()
-
     def renew_in(self, session: Session) -> None:
         """Renew in ``session``'s transaction (LeaseLost if refused); counts once committed
         (the caller calls :meth:`renewed`)."""

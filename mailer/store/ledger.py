@@ -297,10 +297,15 @@ class SqlLedger:
             else:
                 dbapi.commit()
         except BaseException:
-            if conn.in_transaction():
-                conn.rollback()
-            else:
-                dbapi.rollback()
+            try:
+                if conn.in_transaction():
+                    conn.rollback()
+                else:
+                    dbapi.rollback()
+            except Exception:
+                # The connection is gone (server restart, terminated): never hand it back
+                # to the pool, whose reset would fail again and log a traceback.
+                conn.invalidate()
             raise
         return active
 

@@ -115,7 +115,7 @@ def schedule_issue(
             session.add(row)
         row.number, row.subject, row.at, row.rate = facts.number, facts.subject, at, rate
         row.composed = facts_to_json(facts)
-        row.state, row.created_at, row.missed_at = ScheduleState.SCHEDULED, now, None
+        row.state, row.created_at, row.missed_at = ScheduleState.SCHEDULED, utcnow(), None
         session.flush()
         return _record(row)
 

@@ -36,6 +36,8 @@ def _mailer(cwd: Path, database: str, smtp_url: str, *args: str) -> subprocess.P
         "MAILER_SMTP_URL": smtp_url,
         "MAILER_DATABASE_URL": database,
         "MAILER_LAYOUTS_DIR": str(REPO / "layouts"),
+        # PostgreSQL: a killed run's rows are taken over when its lease runs out.
+        "MAILER_SEND_LEASE_SECONDS": "2",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "mailer", *args],

@@ -58,7 +58,7 @@ def test_three_senders_one_killed_the_others_finish_without_missing_anyone(
     postgres_only(store)
     emails = add_subscribers(store, 900)
     servers = [smtp_factory() for _ in range(3)]
-    senders = [mailer(config_env, store, s, *send_args("300/s")) for s in servers]
+    senders = [mailer(config_env, store, s, *send_args("150/s")) for s in servers]
     try:
         victim = rng.randrange(3)
         wait_until(lambda: len(servers[victim].recipients) > 20, what="the victim sending")
@@ -75,7 +75,9 @@ def test_three_senders_one_killed_the_others_finish_without_missing_anyone(
     duplicates = sum(n - 1 for n in counts.values())
     report("three senders, one kill -9", duplicates, CONNECTIONS)
     assert duplicates <= CONNECTIONS
-    assert all(len(s.recipients) > 0 for s in servers)  # all three took part
+    # The victim and at least one other took part (on a loaded machine the third may start
+    # after the others have finished: it then finds nothing left, which is right too).
+    assert sum(len(s.recipients) > 0 for s in servers) >= 2
     _all_sent(store, emails)
 
 
