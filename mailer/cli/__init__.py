@@ -7,7 +7,7 @@ from mailer.cli import (  # noqa: F401
     bounces,
     compose,
     db,
-    schedule,
+    report,
     send,
     setup,
     signups,

@@ -1,4 +1,5 @@
-"""`mailer send --at` / `--unschedule`, and `mailer status`: scheduled sends and their issues.
+"""`mailer send --at` / `--unschedule`, and what `mailer status` and `mailer report` show of
+scheduled sends.
 
 `send --at` composes the issue, checks what a send would check (the transport's config and
 the bulk-sender rules) and records the issue as composed with its time; a worker
@@ -15,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailer.cli.app import app, get_config
 from mailer.cli.terminal import printable
 from mailer.cli.when import show_time
 from mailer.compose import ComposedIssue
@@ -124,11 +124,3 @@ def print_statuses(store: Store, zone: str) -> None:
 
 def _delivered(row: SendStatus) -> str:
     return f"{row.delivered}/{row.total}" if row.total else ""
-
-
-@app.command()
-def status(ctx: typer.Context) -> None:
-    """Scheduled, sending, sent and missed issues, with their times."""
-    config = get_config(ctx)
-    with open_store(config.database_url).guard() as store:
-        print_statuses(store, config.timezone)

@@ -1,4 +1,4 @@
-"""`mailer send`, `mailer report` and `mailer sink`: thin wrappers over mailer.send."""
+"""`mailer send` and `mailer sink`: thin wrappers over mailer.send (`mailer report`: report.py)."""
 
 from __future__ import annotations
 
@@ -23,18 +23,14 @@ from rich.table import Table
 from mailer.cli.app import app, get_config
 from mailer.cli.schedule import (
     check_not_scheduled,
-    print_statuses,
-    schedule_note,
     schedule_send,
     unschedule_send,
 )
-from mailer.cli.terminal import printable
 from mailer.cli.when import parse_at
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, parse_rate
 from mailer.errors import LeaseLost, SendError
-from mailer.files import atomic_output
 from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus, Joined
 from mailer.send.readiness import Level
@@ -44,18 +40,11 @@ from mailer.send.service import Plan, SendService, Summary
 from mailer.store.claims import SqlClaims, cooperating
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
-from mailer.store.report import issue_report, write_report_csv
-from mailer.store.schedules import find_schedule
 from mailer.store.send_lock import send_lock
 
 T = TypeVar("T")
 
 ISSUE_DIR = typer.Argument(..., help="The issue folder, e.g. issues/025-may-2022.")
-REPORT_ISSUE_DIR = typer.Argument(
-    None,
-    help="The issue folder; without one, every issue's state (as `mailer status`).",
-    show_default=False,
-)
 
 
 @app.command()
@@ -334,58 +323,6 @@ def _print_summary(summary: Summary, issue_dir: Path) -> None:
             f"{summary.counts[DeliveryStatus.DEFERRED]} deferred: run `mailer send "
             f"{issue_dir} --retry` later (see `mailer report {issue_dir}`)."
         )
-
-
-@app.command()
-def report(
-    ctx: typer.Context,
-    issue_dir: Path | None = REPORT_ISSUE_DIR,
-    csv_file: Path | None = typer.Option(
-        None, "--csv", help="Also write the problem rows to this CSV file.", show_default=False
-    ),
-) -> None:
-    """Delivery counts of an issue, and its failed, deferred and bounced recipients."""
-    config = get_config(ctx)
-    if issue_dir is None:
-        if csv_file is not None:
-            raise SendError("--csv writes one issue's problem rows: name the issue")
-        with open_store(config.database_url).guard() as store:
-            print_statuses(store, config.timezone)
-        return
-    # guard(): a database failure is one line, not a driver traceback with the SQL
-    with open_store(config.database_url).guard() as store:
-        planned = find_schedule(store, issue_dir.name)
-        if planned is not None and SqlIssues(store).find(planned.slug) is None:
-            typer.echo(schedule_note(planned, config, in_ledger=False))  # nothing sent yet
-            return
-        found = issue_report(store, issue_dir.name)
-    record, counts, rows = found.record, found.counts, found.problems
-    if csv_file is not None:  # first: an unwritable file is the one line printed
-        with atomic_output(csv_file, error=SendError) as out:  # whole, or not at all
-            write_report_csv(rows, out)
-    typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
-    if planned is not None:
-        typer.echo(schedule_note(planned, config, in_ledger=True))
-    typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
-    typer.echo("  ".join(f"{name} {n} ({rate:.2%})" for name, n, rate in found.rates.rows()))
-    for warning in found.rates.warnings():
-        typer.echo(f"warning: {warning}")
-    if rows:
-        table = Table()
-        for column in ("email", "delivery", "subscriber", "attempts", "last reply", "bounce"):
-            table.add_column(column)
-        for row in rows:  # stored text, a remote server's reply among it: printable()
-            table.add_row(
-                printable(row.email),
-                row.delivery_status,
-                row.subscriber_status,
-                str(row.attempts),
-                printable(row.last_reply),
-                printable(f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip()),
-            )
-        Console(width=200).print(table)
-    if csv_file is not None:
-        typer.echo(f"wrote {len(rows)} rows to {csv_file}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
