@@ -1,7 +1,8 @@
 """`benchmarks/send.py --workers 1,2,4`: cooperating `mailer send` processes on PostgreSQL.
 
 Each configuration sends the sample issue to N fresh subscribers (a fresh schema) with P
-processes of C/P connections each (the same total C every time) into one smtp-sink, and is
+processes of C/P connections each (the same total C every time) into one smtp-sink: one
+`mailer send` and P - 1 `mailer worker`s (which join without composing the issue). It is
 timed from the database: a sampler counts the ``sent`` rows every 0.1 s and the rate is
 taken between 10% and 90% of N (start-up, compose and the tail are left out). The CPU of the
 mailer processes, of smtp-sink and of PostgreSQL's backends in that time says what limits
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,23 +118,40 @@ def measure(port: int, sink_pid: int, n: int, processes: int, total: int, base: 
         sampler = _Sampler(url, sink_pid)
         sampler.start()
         per = max(1, total // processes)
-        args = [sys.executable, "-m", "mailer", "send", str(SAMPLE_ISSUE), "--yes"]
-        senders = [
+        # One `mailer send` (it composes and records the issue) and processes - 1 workers,
+        # started first: they join as soon as the issue is recorded, without composing.
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+        workers = [
             subprocess.Popen(
-                [*args, "--connections", str(per)],
+                [sys.executable, "-m", "mailer", "worker"],
                 cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                env={**env, "MAILER_CONNECTIONS": str(per)},
                 stderr=subprocess.DEVNULL,
+                **quiet,  # type: ignore[arg-type]
             )
-            for _ in range(processes)
+            for _ in range(processes - 1)
         ]
-        cpu = 0.0
-        for sender in senders:
-            _, status, usage = os.wait4(sender.pid, 0)
+        args = [sys.executable, "-m", "mailer", "send", str(SAMPLE_ISSUE), "--yes"]
+        sender = subprocess.Popen(
+            [*args, "--connections", str(per)],
+            cwd=root,
+            env=env,
+            stderr=subprocess.DEVNULL,
+            **quiet,  # type: ignore[arg-type]
+        )
+        _, status, usage = os.wait4(sender.pid, 0)
+        if status != 0:
+            raise SystemExit(f"mailer send failed ({status})")
+        cpu = usage.ru_utime + usage.ru_stime
+        deadline = time.monotonic() + 120
+        while (not sampler.samples or sampler.samples[-1][1] < n) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            _, status, usage = os.wait4(worker.pid, 0)
             if status != 0:
-                raise SystemExit(f"a mailer send failed ({status})")
+                raise SystemExit(f"a mailer worker failed ({status})")
             cpu += usage.ru_utime + usage.ru_stime
         time.sleep(0.3)
         sampler.stop.set()
