@@ -75,6 +75,7 @@ class Config:
     copyright: str = ""
     why_received: str = ""  # footer line: why the reader gets this email
     language: str = "en"  # a language tag: <html lang>, and dir from it
+    timezone: str = "UTC"  # an IANA name: `send --at` without an offset, times shown
     list_id_domain: str = ""
     unsubscribe_mailto: str = ""
     # Where things are.
@@ -95,6 +96,7 @@ class Config:
     send_lease_seconds: float = 60.0  # cooperating senders' lease (mailer.store.claims)
     envelope_sender: str = ""
     bulk_sender_rules: str = "enforce"  # or "warn" (mailer.send.readiness)
+    schedule_grace_minutes: int = 60  # a schedule not started this late is marked missed
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""

@@ -19,6 +19,7 @@ import re
 import reprlib
 import sys
 import textwrap
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,6 +281,20 @@ class Rate(Kind):
         return text
 
 
+class TimeZone(Kind):
+    """An IANA time zone name that this machine's zone database knows, e.g. Europe/Berlin."""
+
+    expected = "an IANA time zone name like UTC, Europe/Berlin or Asia/Tashkent"
+
+    def coerce(self, setting: Setting, value: object, root: Path) -> object:
+        text = self.text(setting, value)
+        try:
+            zoneinfo.ZoneInfo(text)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # ValueError: e.g. a path
+            raise self.fail(setting, value) from None
+        return text
+
+
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -436,6 +451,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("language", "en", "The language the issues are written in: the email's lang "
             "attribute, and a right-to-left layout for Arabic, Hebrew, Persian, Urdu, ...",
             "newsletter", Language(), example="en"),
+    Setting("timezone", "UTC", "The newsletter's time zone (an IANA name): a `mailer send "
+            "--at` time without an offset is read in it, and times are shown in it and UTC.",
+            "newsletter", TimeZone(), example="Europe/Berlin"),
     Setting("list_id_domain", "", "List-Id: a label under a domain you own, one per list.",
             "newsletter", default_doc="the name as a label under from_address's domain"),
     Setting("unsubscribe_mailto", "", "An address added to List-Unsubscribe.", "newsletter",
@@ -477,6 +495,9 @@ SETTINGS: tuple[Setting, ...] = (
             "refused when Gmail's and Yahoo's bulk-sender rules would fail it (http base_url, "
             "dkim_domain not aligned with From); `warn`: it goes with a warning (see Sending).",
             "sending", Choice("enforce", "warn")),
+    Setting("schedule_grace_minutes", 60, "A scheduled send that no worker started within "
+            "this many minutes of its time is not started late: it is marked missed (`mailer "
+            "status`) and waits for `mailer send` by hand.", "sending", whole(1, 10_080)),
     Setting("dkim_key_file", "", "Unencrypted PEM RSA private key, e.g. from `dknewkey mail`.",
             "dkim", OptionalFile(), example="mail.key"),
     Setting("dkim_selector", "", "Selector: the key is published at SELECTOR._domainkey.DOMAIN.",

@@ -8,6 +8,7 @@ from mailer.cli import (  # noqa: F401
     check,
     compose,
     db,
+    report,
     send,
     setup,
     signups,

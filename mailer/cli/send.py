@@ -1,4 +1,4 @@
-"""`mailer send`, `mailer report` and `mailer sink`: thin wrappers over mailer.send."""
+"""`mailer send` and `mailer sink`: thin wrappers over mailer.send (`mailer report`: report.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,16 @@ from rich.table import Table
 
 from mailer.check import SEND_GATE, check_issue
 from mailer.cli.app import app, get_config
-from mailer.cli.terminal import printable
+from mailer.cli.schedule import (
+    check_not_scheduled,
+    schedule_send,
+    unschedule_send,
+)
+from mailer.cli.when import parse_at
 from mailer.compose import ComposedIssue, compose_issue
 from mailer.compose.model import Newsletter
 from mailer.config import MAX_CONNECTIONS, Config, parse_rate
 from mailer.errors import LeaseLost, SendError
-from mailer.files import atomic_output
 from mailer.send import readiness
 from mailer.send.ports import DeliveryStatus, Joined
 from mailer.send.readiness import Level
@@ -38,7 +42,6 @@ from mailer.store.claims import SqlClaims, cooperating
 from mailer.store.db import Store, open_store
 from mailer.store.ledger import SqlIssues, SqlSubscriberLookup
 from mailer.store.media import SqlMedia
-from mailer.store.report import issue_report, write_report_csv
 from mailer.store.send_lock import send_lock
 
 T = TypeVar("T")
@@ -73,9 +76,30 @@ def send(
     connections: int | None = typer.Option(
         None, "--connections", min=1, max=MAX_CONNECTIONS, help="Parallel SMTP connections."
     ),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Schedule the send for this time, e.g. 2026-12-05T09:00+05:00 (no offset: the "
+        "timezone setting's); a `mailer worker` starts it then.",
+        show_default=False,
+    ),
+    unschedule: bool = typer.Option(
+        False, "--unschedule", help="Cancel the issue's scheduled send (if not started yet)."
+    ),
 ) -> None:
     """Send an issue to every active subscriber (resumes an interrupted send)."""
     config = get_config(ctx)
+    if unschedule:
+        if at is not None or to or as_ or dry_run or retry or force:
+            raise SendError("--unschedule goes alone (no --at, --to, --dry-run, --retry, --force)")
+        unschedule_send(config, issue_dir.name)
+        return
+    if at is not None and (to or as_ or dry_run or retry or force or connections):
+        raise SendError(
+            "--at schedules the whole send: it goes without --to, --dry-run, --retry, --force "
+            "and --connections (the worker's `connections` setting applies)"
+        )
+    when = parse_at(at, config.timezone) if at is not None else None  # past: judged now
     issue = compose_issue(issue_dir, Newsletter.from_config(config))
     err = Console(stderr=True)
     for warning in issue.warnings:
@@ -112,6 +136,10 @@ def send(
         gate = None if skip_checks else _checks_refusal(issue_dir, config)
         if gate is not None:
             raise SendError(f"not sent: {gate}")
+        if when is not None:
+            schedule_send(config, issue, when, parse_rate(rate) if rate is not None else None)
+            return
+        check_not_scheduled(store, issue.meta.slug, config.timezone)
         options = SendOptions(
             connections=connections or config.connections,
             rate=parse_rate(rate if rate is not None else config.rate),
@@ -321,46 +349,6 @@ def _print_summary(summary: Summary, issue_dir: Path) -> None:
             f"{summary.counts[DeliveryStatus.DEFERRED]} deferred: run `mailer send "
             f"{issue_dir} --retry` later (see `mailer report {issue_dir}`)."
         )
-
-
-@app.command()
-def report(
-    ctx: typer.Context,
-    issue_dir: Path = ISSUE_DIR,
-    csv_file: Path | None = typer.Option(
-        None, "--csv", help="Also write the problem rows to this CSV file.", show_default=False
-    ),
-) -> None:
-    """Delivery counts of an issue, and its failed, deferred and bounced recipients."""
-    config = get_config(ctx)
-    # guard(): a database failure is one line, not a driver traceback with the SQL
-    with open_store(config.database_url).guard() as store:
-        found = issue_report(store, issue_dir.name)
-    record, counts, rows = found.record, found.counts, found.problems
-    if csv_file is not None:  # first: an unwritable file is the one line printed
-        with atomic_output(csv_file, error=SendError) as out:  # whole, or not at all
-            write_report_csv(rows, out)
-    typer.echo(f"#{record.number} {record.slug}: {record.subject} ({record.state.value})")
-    typer.echo("  ".join(f"{status.value} {n}" for status, n in counts.items()))
-    typer.echo("  ".join(f"{name} {n} ({rate:.2%})" for name, n, rate in found.rates.rows()))
-    for warning in found.rates.warnings():
-        typer.echo(f"warning: {warning}")
-    if rows:
-        table = Table()
-        for column in ("email", "delivery", "subscriber", "attempts", "last reply", "bounce"):
-            table.add_column(column)
-        for row in rows:  # stored text, a remote server's reply among it: printable()
-            table.add_row(
-                printable(row.email),
-                row.delivery_status,
-                row.subscriber_status,
-                str(row.attempts),
-                printable(row.last_reply),
-                printable(f"{row.bounce} {row.bounce_status} {row.bounce_reason}".strip()),
-            )
-        Console(width=200).print(table)
-    if csv_file is not None:
-        typer.echo(f"wrote {len(rows)} rows to {csv_file}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

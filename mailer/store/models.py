@@ -360,6 +360,44 @@ class Consent(Base):
     consent_sha256: Mapped[str] = mapped_column(ForeignKey("consent_texts.sha256"))
 
 
+# --- scheduled sends -----------------------------------------------------------------------
+
+
+class ScheduleState(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its time
+    STARTED = "started"  # a worker recorded the issue and snapshotted it (now the ledger's)
+    MISSED = "missed"  # no worker started it within schedule_grace_minutes: the editor decides
+
+
+class Schedule(Base):
+    """A send set for a time (`mailer send --at`), one per issue: the issue as composed then,
+    and its time. A worker's ``start_due`` claims the row and records the issue, snapshotting
+    its recipients, in one transaction (mailer.store.schedules)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_state_at", "state", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    number: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(String(998))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[ScheduleState] = mapped_column(
+        _enum(ScheduleState, "schedule_state"), default=ScheduleState.SCHEDULED
+    )
+    # The composed issue (mailer.send.ports.IssueFacts' fields): a worker on any host starts
+    # exactly what the editor built, without the issue folder.
+    composed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rate: Mapped[float | None] = mapped_column(Float, default=None)  # --rate, messages/s
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    started_by: Mapped[str] = mapped_column(String(200), default="")  # host:pid
+    missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+# --- published images --------------------------------------------------------------------
+
+
 class Media(Base):
     """A published image of an issue (mailer.compose.images), stored when its send starts so
     every ``mailer serve`` host answers ``/media/NAME``. ``name`` is the hash of ``data``: a

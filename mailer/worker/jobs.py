@@ -19,6 +19,7 @@ from mailer.send.outbox import OutboxSummary
 from mailer.send.outbox import run_once as send_outbox
 from mailer.store.db import Store
 from mailer.store.signup_outbox import SqlOutbox
+from mailer.worker import schedule
 
 
 def _always(config: Config) -> bool:
@@ -53,3 +54,4 @@ def _has_bounce_mailbox(config: Config) -> bool:
 
 register(Job("outbox", 1.0, drain_outbox))
 register(Job("bounces", 300.0, poll_bounces, enabled=_has_bounce_mailbox))
+register(Job("start_due", schedule.INTERVAL_SECONDS, schedule.start_due))

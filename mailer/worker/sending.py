@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from mailer.config import Config, parse_rate
 from mailer.errors import IssueBusy
@@ -83,9 +84,9 @@ class Sending:
             with send_lock(self.store, slug) as lease:
                 self.log(f"resuming issue {slug}")
                 issue = composed_of(stored)
-                return self.service.send(
-                    issue, self.options, on_progress=self._stopping, lease=lease
-                )
+                # the issue's own rate (`mailer send --at ... --rate`) wins over the config's
+                options = replace(self.options, rate=stored.rate) if stored.rate else self.options
+                return self.service.send(issue, options, on_progress=self._stopping, lease=lease)
         except IssueBusy:
             return None  # another run has it: nothing to do here
 
