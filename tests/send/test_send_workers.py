@@ -206,19 +206,17 @@ def test_sigterm_mid_send_records_what_went_and_releases_the_claims(
         seen = len(smtp.recipients)
         wait_until(lambda: len(smtp.recipients) > seen + 20, what="the worker resuming")
         worker.send_signal(signal.SIGTERM)
-        code, log = finish(worker, timeout=30)
+        code, log = finish(worker)
         assert code == 0, log
         assert "SIGTERM" in log and "Traceback" not in log
         statuses, states, claims = ledger_state(store)
         assert claims == 0  # released: the next sender need not wait for a lease
         assert states == [IssueState.SENDING] and statuses[DeliveryStatus.PENDING] > 0
         assert statuses[DeliveryStatus.SENT] == len(smtp.recipients)  # all it sent recorded
-        started = time.monotonic()
         code, output = finish(mailer(config_env, store, smtp, *send_args()))
         assert code == 0, output
     finally:
         _kill_all([starter] + ([worker] if worker else []))
-    assert time.monotonic() - started < 60
     assert sorted(smtp.recipients) == sorted(emails)  # clean stops: each exactly once
     _all_sent(store, emails)
 
