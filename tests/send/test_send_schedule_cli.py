@@ -4,6 +4,7 @@ through the command line, with the worker's ``start_due`` job run as a worker ru
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from send_helpers import add_subscribers
 from send_smtp_server import SmtpServer
 from sqlalchemy import select, update
@@ -19,7 +21,7 @@ from typer.testing import CliRunner, Result
 from mailer.cli import app
 from mailer.config import load_config
 from mailer.store.db import Store
-from mailer.store.models import Delivery, Issue, Schedule
+from mailer.store.models import Delivery, Issue, Media, Schedule
 from mailer.worker.schedule import start_due
 from tests.conftest import REPO, SAMPLE_ISSUE
 
@@ -207,3 +209,21 @@ def test_a_send_scheduled_seconds_ahead_starts_after_its_time_not_before(
         assert issue.created_at >= at
         assert len(session.scalars(select(Delivery)).all()) == 2
     assert "sending" in mailer("status").output
+
+
+def test_a_scheduled_issue_keeps_its_images_for_the_worker_that_has_no_folder(
+    env: SmtpServer, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / SLUG
+    shutil.copytree(SAMPLE_ISSUE, folder)
+    Image.new("RGB", (1600, 1200), (30, 90, 160)).save(folder / "photo.jpg", quality=90)
+    snippet = sorted(folder.glob("*.md"))[0]
+    snippet.write_text(snippet.read_text() + "\n![The delegation in Tashkent](photo.jpg)\n")
+    add_subscribers(store, 2)
+    result = mailer("send", str(folder), "--at", ahead(days=1))
+    assert result.exit_code == 0, result.output
+    with store.session() as session:
+        names = list(session.scalars(select(Media.name)))
+        composed = session.scalars(select(Schedule)).one().composed
+    assert len(names) == 1 and names[0].endswith(".jpg")
+    assert f"/media/{names[0]}" in composed["html"]  # the stored email names the kept file
